@@ -1,0 +1,1 @@
+return Weft.Cli.WeftCli.Run(args);
