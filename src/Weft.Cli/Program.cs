@@ -1,1 +1,1 @@
-return Weft.Cli.WeftCli.Run(args);
+return await Weft.Cli.WeftCli.RunAsync(args).ConfigureAwait(false);

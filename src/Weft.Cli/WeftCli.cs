@@ -1,10 +1,118 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Weft.Cli.Commands;
+using Weft.Wire;
+
 namespace Weft.Cli;
 
+/// <summary>The `weft` command: dispatch, exit codes (0 ok, 1 operation failed, 2 usage or config).</summary>
 public static class WeftCli
 {
-    public static int Run(string[] args)
+    public const int ExitOk = 0;
+    public const int ExitFailed = 1;
+    public const int ExitUsage = 2;
+
+    public const string Usage = """
+        usage: weft <command> [options]
+
+          weft key generate [--out PATH] [--force]   write a new Ed25519 key (mode 0600), print its peer ID
+          weft key show PATH                         print the peer ID of a key file
+          weft key legacy-id NODE_NAME               print the EdgeMesh-derived peer ID of a node name
+          weft p2p serve [--listen MULTIADDR]... [--key PATH] [--psk PATH]
+                                                     a libp2p host serving identify, ping, perf, echo
+          weft p2p ping MULTIADDR [--count N] [--psk PATH]
+          weft p2p perf MULTIADDR [--upload BYTES] [--download BYTES] [--psk PATH] [--json]
+
+        common options: --log-level trace|debug|information|warning|error (default warning; env WEFT_LOG)
+        exit codes: 0 success, 1 operation failed, 2 bad usage or config
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
     {
-        Console.Error.WriteLine("usage: weft <command> (not yet wired)");
-        return 2;
+        using var cts = new CancellationTokenSource();
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
+        var (rest, level) = ExtractLogLevel(args);
+        using var loggers = LoggerFactory.Create(b => b
+            .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; })
+            .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
+            .SetMinimumLevel(level));
+        try
+        {
+            return await DispatchAsync(rest, loggers, cts.Token).ConfigureAwait(false);
+        }
+        catch (UsageException ex)
+        {
+            await Console.Error.WriteLineAsync("weft: " + ex.Message).ConfigureAwait(false);
+            return ExitUsage;
+        }
+        catch (Exception ex) when (ex is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException or ArgumentException)
+        {
+            await Console.Error.WriteLineAsync("weft: " + ex.Message).ConfigureAwait(false);
+            return ExitUsage;
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        {
+            return ExitOk;
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or TimeoutException or ProtocolViolationException
+                                       or P2P.Host.DialFailedException or P2P.Multistream.ProtocolNotSupportedException
+                                       or OperationCanceledException or InvalidOperationException)
+        {
+            await Console.Error.WriteLineAsync("weft: " + ex.Message).ConfigureAwait(false);
+            return ExitFailed;
+        }
     }
+
+    private static Task<int> DispatchAsync(string[] args, ILoggerFactory loggers, CancellationToken ct)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            Console.WriteLine(Usage);
+            return Task.FromResult(args.Length == 0 ? ExitUsage : ExitOk);
+        }
+        if (args[0] == "--version")
+        {
+            Console.WriteLine("weft " + typeof(WeftCli).Assembly.GetName().Version?.ToString(3));
+            return Task.FromResult(ExitOk);
+        }
+        var sub = args.Length > 1 ? args[1] : "";
+        var rest = args.Skip(2).ToArray();
+        return (args[0], sub) switch
+        {
+            ("key", "generate") => Task.FromResult(KeyCommands.Generate(rest)),
+            ("key", "show") => Task.FromResult(KeyCommands.Show(rest)),
+            ("key", "legacy-id") => Task.FromResult(KeyCommands.LegacyId(rest)),
+            ("p2p", "serve") => P2PCommands.ServeAsync(rest, loggers, ct),
+            ("p2p", "ping") => P2PCommands.PingAsync(rest, loggers, ct),
+            ("p2p", "perf") => P2PCommands.PerfAsync(rest, loggers, ct),
+            _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'\n{Usage}"),
+        };
+    }
+
+    private static (string[] Rest, LogLevel Level) ExtractLogLevel(string[] args)
+    {
+        var level = ParseLevel(Environment.GetEnvironmentVariable("WEFT_LOG")) ?? LogLevel.Warning;
+        var rest = new List<string>();
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--log-level" && i + 1 < args.Length)
+            {
+                level = ParseLevel(args[++i]) ?? throw new UsageException($"--log-level must be one of trace, debug, information, warning, error; got '{args[i]}'");
+            }
+            else rest.Add(args[i]);
+        }
+        return (rest.ToArray(), level);
+    }
+
+    private static LogLevel? ParseLevel(string? s) => s?.ToLowerInvariant() switch
+    {
+        "trace" => LogLevel.Trace,
+        "debug" => LogLevel.Debug,
+        "info" or "information" => LogLevel.Information,
+        "warn" or "warning" => LogLevel.Warning,
+        "error" => LogLevel.Error,
+        _ => null,
+    };
 }

@@ -1,0 +1,555 @@
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Weft.P2P.Identify;
+using Weft.P2P.Multistream;
+using Weft.P2P.Noise;
+using Weft.P2P.Pnet;
+using Weft.P2P.Transport;
+using Weft.P2P.Yamux;
+using Weft.Wire;
+using Weft.Wire.Identity;
+using Weft.Wire.Multiformats;
+
+namespace Weft.P2P.Host;
+
+/// <summary>An inbound stream whose protocol has been agreed, handed to the protocol's handler.</summary>
+public sealed record IncomingStream(YamuxStream Stream, Connection Connection, string Protocol);
+
+public delegate Task StreamHandler(IncomingStream stream, CancellationToken ct);
+
+/// <summary>Every address of a peer failed.</summary>
+public sealed class DialFailedException(PeerId? peer, IReadOnlyList<(Multiaddr Address, Exception Error)> errors)
+    : Exception($"dial {(peer is null ? "" : peer + " ")}failed: " +
+                (errors.Count == 0 ? "no addresses" : string.Join("; ", errors.Select(e => $"{e.Address}: {e.Error.Message}"))))
+{
+    public PeerId? Peer { get; } = peer;
+    public IReadOnlyList<(Multiaddr Address, Exception Error)> Errors { get; } = errors;
+}
+
+/// <summary>
+/// A libp2p host: listens, dials, upgrades TCP connections (pnet, multistream, Noise, yamux),
+/// keeps one connection per peer, negotiates streams and runs protocol handlers. Identify runs on
+/// every new connection.
+/// </summary>
+public sealed class Libp2pHost : IAsyncDisposable
+{
+    public const string YamuxProtocolId = "/yamux/1.0.0";
+
+    private readonly ILogger _log;
+    private readonly TcpTransport _tcp;
+    private readonly ConcurrentDictionary<string, (StreamHandler Handler, bool Hidden)> _handlers = new();
+    private readonly ConcurrentDictionary<PeerId, List<Connection>> _conns = new();
+    private readonly ConcurrentDictionary<PeerId, Task<Connection>> _pendingDials = new();
+    private readonly List<TcpListenerHandle> _listeners = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly List<Task> _loops = [];
+    private int _pendingInbound;
+    private int _connectionCount;
+    private int _disposed;
+
+    public Libp2pHost(HostOptions options, ILoggerFactory? loggers = null, TimeProvider? time = null, P2PMetrics? metrics = null)
+    {
+        Options = options;
+        Loggers = loggers ?? NullLoggerFactory.Instance;
+        _log = Loggers.CreateLogger("Weft.P2P.Host");
+        Time = time ?? TimeProvider.System;
+        Metrics = metrics ?? new P2PMetrics();
+        PeerId = options.Key.PeerId;
+        _tcp = new TcpTransport(Loggers.CreateLogger("Weft.P2P.Tcp"));
+        Identify = new IdentifyService(this);
+    }
+
+    public HostOptions Options { get; }
+    public ILoggerFactory Loggers { get; }
+    public TimeProvider Time { get; }
+    public P2PMetrics Metrics { get; }
+    public PeerId PeerId { get; }
+    public PeerStore Peers { get; } = new();
+    public IdentifyService Identify { get; } = null!;
+
+    /// <summary>Raised when a connection is established (after the upgrade, before identify finishes).</summary>
+    public event Action<Connection>? ConnectionOpened;
+
+    /// <summary>Raised when a connection ends.</summary>
+    public event Action<Connection>? ConnectionClosed;
+
+    /// <summary>The addresses we actually listen on (ports resolved; wildcard expanded to interface addresses).</summary>
+    public IReadOnlyList<Multiaddr> ListenAddresses { get; private set; } = [];
+
+    /// <summary>What we tell peers in identify: listen addresses plus announced ones.</summary>
+    public IReadOnlyList<Multiaddr> AdvertisedAddresses => ListenAddresses.Concat(Options.AnnounceAddresses).Distinct().ToList();
+
+    /// <summary>Protocols with a handler (as announced in identify).</summary>
+    public IReadOnlyList<string> Protocols => _handlers.Where(h => !h.Value.Hidden).Select(h => h.Key).Order(StringComparer.Ordinal).ToList();
+
+    public int ConnectionCount => Volatile.Read(ref _connectionCount);
+
+    /// <summary>Registers the handler for inbound streams of <paramref name="protocol"/>.</summary>
+    public void Handle(string protocol, StreamHandler handler, bool hidden = false)
+    {
+        if (string.IsNullOrEmpty(protocol) || protocol.Length > Wire.Multistream.MultistreamMessage.MaxProtocolIdLength)
+            throw new ArgumentException("bad protocol id", nameof(protocol));
+        _handlers[protocol] = (handler, hidden);
+        Identify?.OnLocalChange();
+    }
+
+    public void Unhandle(string protocol)
+    {
+        if (_handlers.TryRemove(protocol, out _)) Identify?.OnLocalChange();
+    }
+
+    /// <summary>Binds every listen address and starts accepting.</summary>
+    public Task StartAsync(CancellationToken ct = default)
+    {
+        var bound = new List<Multiaddr>();
+        foreach (var addr in Options.ListenAddresses)
+        {
+            var listener = _tcp.Listen(addr, Options.Limits.ListenBacklog, Options.ReusePort);
+            _listeners.Add(listener);
+            bound.AddRange(Expand(listener.EndPoint));
+            _loops.Add(Task.Run(() => AcceptLoopAsync(listener)));
+        }
+        ListenAddresses = bound;
+        foreach (var a in bound) Log.Listening(_log, $"{a}/p2p/{PeerId}");
+        return Task.CompletedTask;
+    }
+
+    /// <summary>The local TCP endpoints we listen on (for binding dial sockets to the listen port).</summary>
+    public IReadOnlyList<IPEndPoint> ListenEndPoints => _listeners.Select(l => l.EndPoint).ToList();
+
+    private static IEnumerable<Multiaddr> Expand(IPEndPoint ep)
+    {
+        if (!ep.Address.Equals(IPAddress.Any) && !ep.Address.Equals(IPAddress.IPv6Any))
+        {
+            yield return Multiaddr.FromTcp(ep);
+            yield break;
+        }
+        var addrs = new List<IPAddress>();
+        try
+        {
+            foreach (var nic in NetworkInterface.GetAllNetworkInterfaces())
+            {
+                if (nic.OperationalStatus != OperationalStatus.Up && nic.NetworkInterfaceType != NetworkInterfaceType.Loopback) continue;
+                foreach (var u in nic.GetIPProperties().UnicastAddresses)
+                {
+                    if (u.Address.AddressFamily != ep.AddressFamily) continue;
+                    if (u.Address.IsIPv6LinkLocal) continue;
+                    addrs.Add(u.Address);
+                }
+            }
+        }
+        catch (NetworkInformationException)
+        {
+            addrs.Add(ep.AddressFamily == AddressFamily.InterNetwork ? IPAddress.Loopback : IPAddress.IPv6Loopback);
+        }
+        foreach (var a in addrs.Distinct()) yield return Multiaddr.FromTcp(new IPEndPoint(a, ep.Port));
+    }
+
+    private async Task AcceptLoopAsync(TcpListenerHandle listener)
+    {
+        var ct = _stopping.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            RawConnection raw;
+            try
+            {
+                raw = await listener.AcceptAsync(ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) { return; }
+            catch (ObjectDisposedException) { return; }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset or SocketError.TooManyOpenSockets)
+            {
+                Log.AcceptLoopFailed(_log, listener.Address.ToString(), ex.Message);
+                continue;
+            }
+            catch (Exception ex)
+            {
+                Log.AcceptLoopFailed(_log, listener.Address.ToString(), ex.Message);
+                return;
+            }
+
+            if (Interlocked.Increment(ref _pendingInbound) > Options.Limits.MaxPendingInboundHandshakes)
+            {
+                Interlocked.Decrement(ref _pendingInbound);
+                Log.LimitReached(_log, raw.RemoteAddress.ToString(), nameof(ConnectionLimits.MaxPendingInboundHandshakes), Options.Limits.MaxPendingInboundHandshakes);
+                Metrics.HandshakeFailures.Add(1, new KeyValuePair<string, object?>("reason", "limit"));
+                raw.Abort();
+                await raw.DisposeAsync().ConfigureAwait(false);
+                continue;
+            }
+            _ = Task.Run(() => HandleInboundAsync(raw));
+        }
+    }
+
+    private async Task HandleInboundAsync(RawConnection raw)
+    {
+        Connection? conn = null;
+        try
+        {
+            conn = await UpgradeAsync(raw, Direction.Inbound, null, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Metrics.HandshakeFailures.Add(1, new KeyValuePair<string, object?>("reason", Reason(ex)));
+            if (ex is ProtocolViolationException pv) Log.InboundViolation(_log, raw.RemoteAddress.ToString(), pv.Protocol, pv.Detail);
+            else if (ex is not OperationCanceledException || !_stopping.IsCancellationRequested) Log.InboundFailed(_log, raw.RemoteAddress.ToString(), ex.Message);
+            raw.Abort();
+            await raw.DisposeAsync().ConfigureAwait(false);
+            return;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pendingInbound);
+        }
+        if (!TryAdd(conn, out var why))
+        {
+            Log.LimitReached(_log, raw.RemoteAddress.ToString(), why, 0);
+            await conn.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static string Reason(Exception ex) => ex switch
+    {
+        ProtocolViolationException pv => pv.Protocol,
+        TimeoutException => "timeout",
+        EndOfStreamException => "eof",
+        OperationCanceledException => "canceled",
+        _ => "io",
+    };
+
+    /// <summary>pnet → multistream → Noise → (early muxer | multistream) → yamux, each step under a timeout.</summary>
+    private async Task<Connection> UpgradeAsync(RawConnection raw, Direction dir, PeerId? expected, CancellationToken ct)
+    {
+        var outbound = dir == Direction.Outbound;
+        var step = Options.Timeouts.HandshakeStep;
+        IDuplexPipe pipe = raw.Transport;
+        if (Options.PrivateNetworkKey is { } psk)
+            pipe = await Step("pnet nonce exchange", c => PnetProtector.ProtectAsync(pipe, psk, step, c), ct).ConfigureAwait(false);
+
+        try
+        {
+            await Step("security negotiation", c => outbound
+                ? MultistreamSelect.SelectOutboundAsync(pipe, [NoiseSecurity.ProtocolId], c)
+                : MultistreamSelect.SelectInboundAsync(pipe, p => p == NoiseSecurity.ProtocolId, () => [NoiseSecurity.ProtocolId], c), ct).ConfigureAwait(false);
+        }
+        catch (ProtocolViolationException ex) when (Options.PrivateNetworkKey is not null)
+        {
+            throw new ProtocolViolationException(ex.Protocol, ex.Detail + " — the peer's PSK differs from ours, or it is not in this private network", ex);
+        }
+        catch (EndOfStreamException ex) when (Options.PrivateNetworkKey is not null)
+        {
+            throw new ProtocolViolationException("pnet", "the peer closed the connection during negotiation — its PSK probably differs from ours", ex);
+        }
+
+        var noiseOptions = Options.Noise with { HandshakeTimeout = step };
+        var secure = outbound
+            ? await NoiseSecurity.SecureOutboundAsync(pipe, Options.Key, expected, noiseOptions, Loggers.CreateLogger("Weft.P2P.Noise"), ct).ConfigureAwait(false)
+            : await NoiseSecurity.SecureInboundAsync(pipe, Options.Key, noiseOptions, Loggers.CreateLogger("Weft.P2P.Noise"), ct).ConfigureAwait(false);
+        try
+        {
+            if (secure.RemotePeer == PeerId)
+                throw new ProtocolViolationException("noise", "the peer has our own peer ID (dialled ourselves?)");
+            var muxer = secure.EarlyMuxer;
+            if (muxer is null)
+            {
+                muxer = await Step("muxer negotiation", c => outbound
+                    ? MultistreamSelect.SelectOutboundAsync(secure, [YamuxProtocolId], c)
+                    : MultistreamSelect.SelectInboundAsync(secure, p => p == YamuxProtocolId, () => [YamuxProtocolId], c), ct).ConfigureAwait(false);
+            }
+            else if (muxer != YamuxProtocolId)
+            {
+                throw new ProtocolViolationException("noise", $"the peer agreed on muxer '{muxer}' that we do not support");
+            }
+            var session = new YamuxSession(secure, outbound, Options.Yamux, Loggers.CreateLogger("Weft.P2P.Yamux"), Time);
+            return new Connection(this, raw, secure, session, dir, muxer);
+        }
+        catch
+        {
+            await secure.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<T> Step<T>(string name, Func<CancellationToken, Task<T>> action, CancellationToken ct)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(Options.Timeouts.HandshakeStep);
+        try
+        {
+            return await action(cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"{name} timed out after {Options.Timeouts.HandshakeStep.TotalSeconds:0.###} s");
+        }
+    }
+
+    private bool TryAdd(Connection conn, out string why)
+    {
+        why = "";
+        if (Volatile.Read(ref _disposed) != 0) { why = "host stopping"; return false; }
+        if (Interlocked.Increment(ref _connectionCount) > Options.Limits.MaxConnections)
+        {
+            Interlocked.Decrement(ref _connectionCount);
+            why = nameof(ConnectionLimits.MaxConnections);
+            return false;
+        }
+        var list = _conns.GetOrAdd(conn.RemotePeer, _ => []);
+        lock (list)
+        {
+            if (list.Count >= Options.Limits.MaxConnectionsPerPeer)
+            {
+                Interlocked.Decrement(ref _connectionCount);
+                why = nameof(ConnectionLimits.MaxConnectionsPerPeer);
+                return false;
+            }
+            list.Add(conn);
+        }
+        Metrics.ConnectionsOpened.Add(1, new KeyValuePair<string, object?>("direction", conn.Direction == Direction.Inbound ? "inbound" : "outbound"));
+        Log.ConnectionEstablished(_log, conn.Direction.ToString(), conn.RemotePeer.ToString(), conn.RemoteAddress.ToString(), conn.Security, conn.Muxer);
+        Peers.AddAddresses(conn.RemotePeer, conn.Direction == Direction.Outbound ? [conn.RemoteAddress] : [], Time.GetUtcNow());
+        conn.Session.Start();
+        _ = Task.Run(() => AcceptStreamsAsync(conn));
+        _ = conn.Completion.ContinueWith(t => OnClosedAsync(conn, t), TaskScheduler.Default).Unwrap();
+        _ = Task.Run(() => Identify.IdentifyAsync(conn, _stopping.Token));
+        try { ConnectionOpened?.Invoke(conn); } catch (Exception ex) { Log.HandlerFailed(_log, "connection-opened", conn.RemotePeer.ToString(), ex.Message); }
+        return true;
+    }
+
+    private async Task OnClosedAsync(Connection conn, Task completion)
+    {
+        if (_conns.TryGetValue(conn.RemotePeer, out var list))
+        {
+            bool removed;
+            lock (list) removed = list.Remove(conn);
+            if (removed) Interlocked.Decrement(ref _connectionCount);
+            lock (list) if (list.Count == 0) _conns.TryRemove(new KeyValuePair<PeerId, List<Connection>>(conn.RemotePeer, list));
+        }
+        var reason = completion.Exception?.GetBaseException();
+        if (reason is ProtocolViolationException pv) Log.ConnectionViolation(_log, conn.RemotePeer.ToString(), pv.Protocol, pv.Detail);
+        else Log.ConnectionClosed(_log, conn.RemotePeer.ToString(), reason?.Message ?? "closed");
+        Metrics.ConnectionsClosed.Add(1);
+        await conn.DisposeAsync().ConfigureAwait(false);
+        try { ConnectionClosed?.Invoke(conn); } catch (Exception ex) { Log.HandlerFailed(_log, "connection-closed", conn.RemotePeer.ToString(), ex.Message); }
+    }
+
+    private async Task AcceptStreamsAsync(Connection conn)
+    {
+        while (true)
+        {
+            YamuxStream? stream;
+            try
+            {
+                stream = await conn.Session.AcceptStreamAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                return;
+            }
+            if (stream is null) return;
+            _ = Task.Run(() => HandleStreamAsync(conn, stream));
+        }
+    }
+
+    private async Task HandleStreamAsync(Connection conn, YamuxStream stream)
+    {
+        string protocol;
+        using (var cts = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token))
+        {
+            cts.CancelAfter(Options.Timeouts.StreamNegotiation);
+            try
+            {
+                protocol = await MultistreamSelect.SelectInboundAsync(stream, p => _handlers.ContainsKey(p), () => Protocols, cts.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Log.StreamNegotiationFailed(_log, conn.RemotePeer.ToString(), ex is OperationCanceledException ? "timed out" : ex.Message);
+                stream.Reset();
+                return;
+            }
+        }
+        if (!_handlers.TryGetValue(protocol, out var h))
+        {
+            stream.Reset();
+            return;
+        }
+        var active = conn.ActiveInbound.AddOrUpdate(protocol, 1, (_, n) => n + 1);
+        try
+        {
+            if (active > Options.Limits.MaxInboundStreamsPerProtocol)
+            {
+                Log.LimitReached(_log, conn.RemotePeer.ToString(), nameof(ConnectionLimits.MaxInboundStreamsPerProtocol) + " " + protocol, Options.Limits.MaxInboundStreamsPerProtocol);
+                stream.Reset();
+                return;
+            }
+            stream.Protocol = protocol;
+            Metrics.StreamsOpened.Add(1, new("protocol", protocol), new("direction", "inbound"));
+            await h.Handler(new IncomingStream(stream, conn, protocol), _stopping.Token).ConfigureAwait(false);
+            await stream.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.HandlerFailed(_log, protocol, conn.RemotePeer.ToString(), ex.Message);
+            stream.Reset();
+        }
+        finally
+        {
+            conn.ActiveInbound.AddOrUpdate(protocol, 0, (_, n) => n - 1);
+        }
+    }
+
+    /// <summary>An open connection to <paramref name="peer"/>, if any.</summary>
+    public Connection? GetConnection(PeerId peer)
+    {
+        if (!_conns.TryGetValue(peer, out var list)) return null;
+        lock (list) return list.FirstOrDefault(c => !c.IsClosed);
+    }
+
+    public IReadOnlyList<Connection> Connections => _conns.Values.SelectMany(l => { lock (l) return l.ToList(); }).ToList();
+
+    /// <summary>Dials an address. With a /p2p/ID suffix the peer is checked and an existing connection reused.</summary>
+    public Task<Connection> DialAsync(Multiaddr addr, CancellationToken ct = default)
+    {
+        var peer = addr.PeerId;
+        if (peer is not null) return DialPeerAsync(peer, [addr], ct);
+        return DialOneAsync(addr, null, ct);
+    }
+
+    /// <summary>
+    /// A connection to <paramref name="peer"/>: the existing one, a dial already under way, or a new
+    /// dial of all its addresses at once (first to finish wins).
+    /// </summary>
+    public async Task<Connection> DialPeerAsync(PeerId peer, IReadOnlyList<Multiaddr> addrs, CancellationToken ct = default)
+    {
+        if (peer == PeerId) throw new ArgumentException("cannot dial ourselves", nameof(peer));
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (GetConnection(peer) is { } existing) return existing;
+        var known = addrs.Count > 0 ? addrs : Peers.Get(peer)?.Addresses ?? [];
+        var tcs = new TaskCompletionSource<Connection>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var pending = _pendingDials.GetOrAdd(peer, tcs.Task);
+        if (pending == tcs.Task)
+        {
+            _ = Task.Run(async () =>
+            {
+                try { tcs.TrySetResult(await DialManyAsync(peer, known).ConfigureAwait(false)); }
+                catch (Exception ex) { tcs.TrySetException(ex); }
+                finally { _pendingDials.TryRemove(new KeyValuePair<PeerId, Task<Connection>>(peer, tcs.Task)); }
+            });
+        }
+        return await pending.WaitAsync(ct).ConfigureAwait(false);
+    }
+
+    private async Task<Connection> DialManyAsync(PeerId peer, IReadOnlyList<Multiaddr> addrs)
+    {
+        var started = Time.GetTimestamp();
+        var candidates = addrs.Where(TcpTransport.CanHandle).Select(a => a.WithoutPeerId()).Distinct().ToList();
+        var errors = new List<(Multiaddr, Exception)>();
+        foreach (var a in addrs.Where(a => !TcpTransport.CanHandle(a)))
+            errors.Add((a, new NotSupportedException("no transport for this address")));
+        if (candidates.Count == 0) throw new DialFailedException(peer, errors);
+
+        using var cancelRest = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        using var gate = new SemaphoreSlim(Options.Limits.MaxConcurrentDialsPerPeer);
+        var tasks = candidates.Select(async a =>
+        {
+            await gate.WaitAsync(cancelRest.Token).ConfigureAwait(false);
+            try { return await DialOneAsync(a.Encapsulate("/p2p/" + peer), peer, cancelRest.Token).ConfigureAwait(false); }
+            finally { gate.Release(); }
+        }).ToList();
+        var remaining = tasks.ToList();
+        Connection? winner = null;
+        while (remaining.Count > 0)
+        {
+            var done = await Task.WhenAny(remaining).ConfigureAwait(false);
+            remaining.Remove(done);
+            var i = tasks.IndexOf(done);
+            if (done.IsCompletedSuccessfully)
+            {
+                if (winner is null)
+                {
+                    winner = done.Result;
+                    cancelRest.Cancel();
+                }
+                else
+                {
+                    await done.Result.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+            else if (winner is null)
+            {
+                errors.Add((candidates[i], done.Exception?.GetBaseException() ?? new OperationCanceledException()));
+            }
+        }
+        if (winner is null) throw new DialFailedException(peer, errors);
+        Metrics.DialDuration.Record(Time.GetElapsedTime(started).TotalSeconds);
+        return winner;
+    }
+
+    private async Task<Connection> DialOneAsync(Multiaddr addr, PeerId? expected, CancellationToken ct)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct, _stopping.Token);
+        cts.CancelAfter(Options.Timeouts.Dial);
+        RawConnection? raw = null;
+        try
+        {
+            var bind = Options.ReusePort ? PickLocalBind(addr) : null;
+            raw = await _tcp.DialAsync(addr.WithoutPeerId(), bind, cts.Token).ConfigureAwait(false);
+            var conn = await UpgradeAsync(raw, Direction.Outbound, expected, cts.Token).ConfigureAwait(false);
+            if (!TryAdd(conn, out var why))
+            {
+                await conn.DisposeAsync().ConfigureAwait(false);
+                throw new InvalidOperationException($"connection refused locally: {why}");
+            }
+            return conn;
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested && !_stopping.IsCancellationRequested)
+        {
+            if (raw is not null) { raw.Abort(); await raw.DisposeAsync().ConfigureAwait(false); }
+            var ex = new TimeoutException($"dial {addr} timed out after {Options.Timeouts.Dial.TotalSeconds:0.#} s");
+            Log.DialFailed(_log, addr.ToString(), ex.Message);
+            throw ex;
+        }
+        catch (Exception ex)
+        {
+            if (raw is not null) { raw.Abort(); await raw.DisposeAsync().ConfigureAwait(false); }
+            Log.DialFailed(_log, addr.ToString(), ex.Message);
+            throw;
+        }
+    }
+
+    /// <summary>Binds a dial to our listen port of the same family when reuse-port is on (so NATs see one mapping).</summary>
+    private IPEndPoint? PickLocalBind(Multiaddr target)
+    {
+        if (!target.TryGetTcpEndPoint(out var ep) || ep is null) return null;
+        if (IPAddress.IsLoopback(ep.Address)) return null;
+        var l = _listeners.Select(x => x.EndPoint).FirstOrDefault(x => x.AddressFamily == ep.AddressFamily);
+        return l is null ? null : new IPEndPoint(l.Address, l.Port);
+    }
+
+    /// <summary>Opens a stream to a peer (dialling if needed) for one of the protocols.</summary>
+    public async Task<(YamuxStream Stream, Connection Connection)> NewStreamAsync(Multiaddr addr, string protocol, CancellationToken ct = default)
+    {
+        var conn = await DialAsync(addr, ct).ConfigureAwait(false);
+        return (await conn.OpenStreamAsync(protocol, ct).ConfigureAwait(false), conn);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _stopping.Cancel();
+        foreach (var l in _listeners) l.Dispose();
+        foreach (var c in Connections)
+        {
+            try { await c.Session.GoAwayAsync().ConfigureAwait(false); } catch (Exception) { /* closing anyway */ }
+            await c.DisposeAsync().ConfigureAwait(false);
+        }
+        try { await Task.WhenAll(_loops).ConfigureAwait(false); } catch (Exception) { /* loops end on cancel */ }
+        _tcp.Dispose();
+        _stopping.Dispose();
+    }
+}

@@ -1,0 +1,781 @@
+// Independent js-libp2p peer for the Weft interop tests.
+//
+// Modes (see README.md):
+//   node peer.mjs listen [--port N] [--host IP] [--seed S] [--psk FILE] [--muxer-inline on|off] [--deadline-s N]
+//   node peer.mjs dial <multiaddr> <action> [action options] [--seed S] [--psk FILE] [--muxer-inline on|off]
+//        actions: identify | ping [--count N] [--reuse-stream] | echo --bytes N [--optimistic]
+//                 | perf --upload N --download M | sink --bytes N
+//   node peer.mjs sink-bench [--bytes N] [--runs K] [--proto sink|perf-up|perf-down|echo] [--in-process]
+//
+// Every machine-readable line on stdout starts with an upper-case keyword
+// followed by one space and either a multiaddr, a number or one line of JSON.
+// Diagnostics go to stderr.
+import './polyfill-node20.mjs'
+
+import { spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { fstatSync, readFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPair, generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { echo } from '@libp2p/echo'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+
+const ECHO_PROTOCOL = '/echo/1.0.0'
+const PERF_PROTOCOL = '/perf/1.0.0'
+const SINK_PROTOCOL = '/weft-sink/1.0.0'
+const PING_PROTOCOL = '/ipfs/ping/1.0.0'
+const PING_LENGTH = 32
+const WRITE_BLOCK = 64 * 1024
+const PATTERN_MOD = 251
+const MAX_STREAMS_PER_PROTOCOL = 256
+const DEFAULT_DEADLINE_S = 300
+const IDENTIFY_WAIT_MS = 10_000
+const STOP_GRACE_MS = 2_000
+const MIB = 1024 * 1024
+
+// ---------------------------------------------------------------- output
+
+function emit (keyword, value) {
+  let text
+  if (value === undefined) {
+    text = keyword
+  } else if (typeof value === 'string' || typeof value === 'number') {
+    text = `${keyword} ${value}`
+  } else {
+    text = `${keyword} ${JSON.stringify(value, (_k, v) => typeof v === 'bigint' ? v.toString() : v)}`
+  }
+  process.stdout.write(text + '\n')
+}
+
+function log (...args) {
+  process.stderr.write(`[peer.mjs ${process.pid}] ${args.join(' ')}\n`)
+}
+
+function errorText (err) {
+  const name = err?.name ?? 'Error'
+  const message = String(err?.message ?? err).replace(/\s+/g, ' ')
+  return `${name}: ${message}`
+}
+
+const hex = (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+const now = () => performance.now()
+const round = (x, digits = 3) => Number(x.toFixed(digits))
+
+// ---------------------------------------------------------------- args
+
+function parseArgs (argv) {
+  const positional = []
+  const flags = {}
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=')
+      if (eq > 0) {
+        flags[a.slice(2, eq)] = a.slice(eq + 1)
+      } else {
+        const next = argv[i + 1]
+        if (next === undefined || next.startsWith('--')) {
+          flags[a.slice(2)] = true
+        } else {
+          flags[a.slice(2)] = next
+          i++
+        }
+      }
+    } else {
+      positional.push(a)
+    }
+  }
+  return { positional, flags }
+}
+
+function intFlag (flags, name, def) {
+  const v = flags[name]
+  if (v === undefined || v === true) {
+    if (def === undefined) throw new Error(`--${name} <number> is required`)
+    return def
+  }
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got ${v}`)
+  return n
+}
+
+// ---------------------------------------------------------------- node factory
+
+async function privateKeyFor (seed) {
+  if (seed == null || seed === true) return generateKeyPair('Ed25519')
+  const digest = createHash('sha256').update(String(seed), 'utf8').digest()
+  return generateKeyPairFromSeed('Ed25519', new Uint8Array(digest))
+}
+
+// --muxer-inline off: send an empty stream_muxers list in the Noise payload AND
+// ignore whatever the remote offers, so the muxer is always negotiated with
+// multistream-select afterwards. (Plain js with an empty list would still adopt
+// the remote's list; see README.)
+function noiseFor (muxerInline) {
+  if (muxerInline) return noise()
+  const inner = noise({ extensions: { streamMuxers: [] } })
+  return (components) => {
+    const n = inner(components)
+    const secureInbound = n.secureInbound.bind(n)
+    const secureOutbound = n.secureOutbound.bind(n)
+    n.secureInbound = async (c, o) => ({ ...(await secureInbound(c, o)), streamMuxer: undefined })
+    n.secureOutbound = async (c, o) => ({ ...(await secureOutbound(c, o)), streamMuxer: undefined })
+    return n
+  }
+}
+
+async function makeNode ({ listen, host = '127.0.0.1', port = 0, seed, pskFile, muxerInline = true, streamTimeoutMs }) {
+  const privateKey = await privateKeyFor(seed)
+  const init = {
+    privateKey,
+    addresses: { listen: listen ? [`/ip4/${host}/tcp/${port}`] : [] },
+    transports: [tcp()],
+    connectionEncrypters: [noiseFor(muxerInline)],
+    streamMuxers: [yamux()],
+    connectionManager: {
+      // tests open many connections quickly from one host
+      inboundConnectionThreshold: 10_000,
+      maxIncomingPendingConnections: 256
+    },
+    services: {
+      // identify is run explicitly on connection:open (see watchIdentify) so
+      // failures can be reported; behaviour on the wire is the same as the default
+      identify: identify({ runOnConnectionOpen: false }),
+      ping: ping({ maxInboundStreams: MAX_STREAMS_PER_PROTOCOL, maxOutboundStreams: MAX_STREAMS_PER_PROTOCOL }),
+      echo: echo({
+        timeout: streamTimeoutMs,
+        maxInboundStreams: MAX_STREAMS_PER_PROTOCOL,
+        maxOutboundStreams: MAX_STREAMS_PER_PROTOCOL
+      })
+    }
+  }
+  if (pskFile != null && pskFile !== true) {
+    init.connectionProtector = preSharedKey({ psk: new Uint8Array(readFileSync(pskFile)) })
+  }
+  const node = await createLibp2p(init)
+  const handlerOptions = {
+    maxInboundStreams: MAX_STREAMS_PER_PROTOCOL,
+    maxOutboundStreams: MAX_STREAMS_PER_PROTOCOL
+  }
+  await node.handle(PERF_PROTOCOL, (stream, connection) => {
+    perfServe(stream, connection).catch((err) => {
+      emit('PERF_ERROR', { peer: connection.remotePeer.toString(), error: errorText(err) })
+      stream.abort(err)
+    })
+  }, handlerOptions)
+  await node.handle(SINK_PROTOCOL, (stream, connection) => {
+    sinkServe(stream, connection).catch((err) => {
+      emit('SINK_ERROR', { peer: connection.remotePeer.toString(), error: errorText(err) })
+      stream.abort(err)
+    })
+  }, handlerOptions)
+  watchIdentify(node)
+  return node
+}
+
+function connectionInfo (conn) {
+  return {
+    id: conn.id,
+    remotePeer: conn.remotePeer.toString(),
+    remoteAddr: conn.remoteAddr.toString(),
+    direction: conn.direction,
+    encryption: conn.encryption ?? null,
+    multiplexer: conn.multiplexer ?? null
+  }
+}
+
+function identifyJson (result) {
+  return {
+    peerId: result.peerId.toString(),
+    agentVersion: result.agentVersion ?? null,
+    protocolVersion: result.protocolVersion ?? null,
+    protocols: result.protocols ?? [],
+    listenAddrs: (result.listenAddrs ?? []).map(a => a.toString()),
+    observedAddr: result.observedAddr?.toString() ?? null,
+    publicKey: result.publicKey != null ? hex(result.publicKey) : null,
+    signedPeerRecord: result.signedPeerRecord != null
+      ? { seq: result.signedPeerRecord.seq, addresses: result.signedPeerRecord.addresses.map(a => a.toString()) }
+      : null,
+    remoteAddr: result.connection?.remoteAddr?.toString() ?? null
+  }
+}
+
+// Runs identify on every new connection (as js does by default) and prints
+// IDENTIFY for the answer; identify-push messages are printed as IDENTIFY_PUSH.
+function watchIdentify (node) {
+  const explicit = new Set()
+  const waiters = new Map()
+  const settled = new Map()
+  node.identifyWaiters = waiters
+  node.identifySettled = settled
+  node.addEventListener('peer:identify', (evt) => {
+    if (explicit.has(evt.detail.connection?.id)) return
+    emit('IDENTIFY_PUSH', identifyJson(evt.detail))
+  })
+  node.addEventListener('connection:open', (evt) => {
+    const conn = evt.detail
+    emit('CONNECTION_OPEN', connectionInfo(conn))
+    explicit.add(conn.id)
+    node.services.identify.identify(conn)
+      .then((result) => {
+        emit('IDENTIFY', identifyJson(result))
+        settled.set(conn.remotePeer.toString(), { result })
+        waiters.get(conn.remotePeer.toString())?.resolve(result)
+      })
+      .catch((err) => {
+        emit('IDENTIFY_ERROR', { peer: conn.remotePeer.toString(), error: errorText(err) })
+        settled.set(conn.remotePeer.toString(), { error: err })
+        waiters.get(conn.remotePeer.toString())?.reject(err)
+      })
+      .finally(() => { explicit.delete(conn.id) })
+  })
+  node.addEventListener('connection:close', (evt) => {
+    emit('CONNECTION_CLOSE', connectionInfo(evt.detail))
+  })
+}
+
+function identifyWaiter (node, peerIdString) {
+  const done = node.identifySettled.get(peerIdString)
+  if (done != null) return done.error != null ? Promise.reject(done.error) : Promise.resolve(done.result)
+  const w = Promise.withResolvers()
+  node.identifyWaiters.set(peerIdString, w)
+  return w.promise
+}
+
+// ---------------------------------------------------------------- stream helpers
+
+// Calls onChunk(Uint8Array) for every received chunk, in order, and resolves
+// once the remote closed its write side and all data was delivered. Rejects if
+// the stream is reset or aborted.
+function consume (stream, onChunk) {
+  return new Promise((resolve, reject) => {
+    let done = false
+    const finish = (err) => {
+      if (done) return
+      done = true
+      stream.removeEventListener('message', onMessage)
+      stream.removeEventListener('end', onEnd)
+      stream.removeEventListener('close', onClose)
+      if (err != null) reject(err)
+      else resolve()
+    }
+    const onMessage = (evt) => {
+      try {
+        const d = evt.data
+        if (d instanceof Uint8Array) onChunk(d)
+        else for (const b of d) onChunk(b)
+      } catch (err) {
+        stream.abort(err)
+        finish(err)
+      }
+    }
+    const onEnd = () => finish()
+    const onClose = (evt) => {
+      if (evt.error != null) finish(evt.error)
+      else if (stream.readBufferLength === 0) finish()
+      // otherwise 'end' follows once the buffer is delivered
+    }
+    stream.addEventListener('message', onMessage)
+    stream.addEventListener('end', onEnd)
+    stream.addEventListener('close', onClose)
+    if (stream.readableEnded) finish()
+  })
+}
+
+// Sequential reader for request/response protocols (ping on one stream).
+class ExactReader {
+  constructor (stream) {
+    this.chunks = []
+    this.length = 0
+    this.waiter = null
+    this.ended = false
+    this.error = null
+    this.done = consume(stream, (b) => {
+      this.chunks.push(b)
+      this.length += b.byteLength
+      this.wake()
+    }).then(() => { this.ended = true; this.wake() }, (err) => { this.ended = true; this.error = err; this.wake() })
+  }
+
+  wake () {
+    const w = this.waiter
+    this.waiter = null
+    w?.()
+  }
+
+  async read (n) {
+    while (this.length < n) {
+      if (this.ended) throw this.error ?? new Error(`unexpected EOF: wanted ${n} bytes, have ${this.length}`)
+      await new Promise((resolve) => { this.waiter = resolve })
+    }
+    const out = new Uint8Array(n)
+    let off = 0
+    while (off < n) {
+      const head = this.chunks[0]
+      const take = Math.min(head.byteLength, n - off)
+      out.set(head.subarray(0, take), off)
+      off += take
+      if (take === head.byteLength) this.chunks.shift()
+      else this.chunks[0] = head.subarray(take)
+    }
+    this.length -= n
+    return out
+  }
+}
+
+async function sendAll (stream, chunkSource) {
+  for (const chunk of chunkSource) {
+    if (!stream.send(chunk)) {
+      await stream.onDrain()
+    }
+  }
+}
+
+// Pattern byte i is i % 251. PATTERN holds enough bytes that any window of
+// WRITE_BLOCK bytes starting at offset (pos % 251) fits.
+const PATTERN = (() => {
+  const len = PATTERN_MOD * (Math.ceil(WRITE_BLOCK / PATTERN_MOD) + 1)
+  const p = Buffer.alloc(len)
+  for (let i = 0; i < len; i++) p[i] = i % PATTERN_MOD
+  return p
+})()
+
+function * patternChunks (total) {
+  let pos = 0
+  while (pos < total) {
+    const n = Math.min(WRITE_BLOCK, total - pos)
+    const start = pos % PATTERN_MOD
+    yield PATTERN.subarray(start, start + n)
+    pos += n
+  }
+}
+
+const ZERO_BLOCK = new Uint8Array(WRITE_BLOCK)
+
+function * zeroChunks (total) {
+  let left = total
+  while (left > 0) {
+    const n = Math.min(WRITE_BLOCK, left)
+    yield ZERO_BLOCK.subarray(0, n)
+    left -= n
+  }
+}
+
+function u64be (n) {
+  const b = new Uint8Array(8)
+  new DataView(b.buffer).setBigUint64(0, BigInt(n), false)
+  return b
+}
+
+// ---------------------------------------------------------------- servers
+
+// /perf/1.0.0 server (libp2p perf spec): read a big-endian uint64 N, drain
+// everything until the remote closes its write side, then send N bytes and
+// close. Writing never starts before the upload ended.
+async function perfServe (stream, connection) {
+  const header = new Uint8Array(8)
+  let headerHave = 0
+  let uploaded = 0
+  const t0 = now()
+  await consume(stream, (b) => {
+    let off = 0
+    if (headerHave < 8) {
+      const take = Math.min(8 - headerHave, b.byteLength)
+      header.set(b.subarray(0, take), headerHave)
+      headerHave += take
+      off = take
+    }
+    uploaded += b.byteLength - off
+  })
+  if (headerHave < 8) throw new Error(`perf: stream ended after ${headerHave} header bytes`)
+  const toSend = new DataView(header.buffer).getBigUint64(0, false)
+  if (toSend > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`perf: download size ${toSend} too large`)
+  const t1 = now()
+  await sendAll(stream, zeroChunks(Number(toSend)))
+  await stream.close()
+  emit('PERF_DONE', {
+    peer: connection.remotePeer.toString(),
+    uploadBytes: uploaded,
+    downloadBytes: Number(toSend),
+    uploadSeconds: round((t1 - t0) / 1000, 6),
+    downloadSeconds: round((now() - t1) / 1000, 6)
+  })
+}
+
+// /weft-sink/1.0.0 server: count bytes until the remote closes its write side,
+// then answer with the count as a big-endian uint64 and close.
+async function sinkServe (stream, connection) {
+  let bytes = 0
+  let first = null
+  await consume(stream, (b) => {
+    if (first === null) first = now()
+    bytes += b.byteLength
+  })
+  const seconds = first === null ? 0 : (now() - first) / 1000
+  stream.send(u64be(bytes))
+  await stream.close()
+  emit('SINK_DONE', { peer: connection.remotePeer.toString(), bytes, seconds: round(seconds, 6) })
+}
+
+// ---------------------------------------------------------------- clients
+
+async function pingAction (node, conn, flags) {
+  const count = intFlag(flags, 'count', 5)
+  const rtts = []
+  if (flags['reuse-stream'] === true) {
+    // several pings on ONE stream, timed with a high-resolution clock
+    const stream = await conn.newStream(PING_PROTOCOL)
+    const reader = new ExactReader(stream)
+    for (let i = 0; i < count; i++) {
+      const data = new Uint8Array(randomBytes(PING_LENGTH))
+      const t = now()
+      stream.send(data)
+      const back = await reader.read(PING_LENGTH)
+      const rtt = now() - t
+      if (!Buffer.from(back).equals(Buffer.from(data))) throw new Error(`ping ${i}: wrong payload echoed`)
+      rtts.push(round(rtt))
+      emit('PING', round(rtt))
+    }
+    await stream.close()
+    await reader.done
+  } else {
+    // the real @libp2p/ping client: one new stream per ping, 32 bytes, then
+    // half-close; the value is whole milliseconds (Date.now based)
+    for (let i = 0; i < count; i++) {
+      const rtt = await node.services.ping.ping(conn.remotePeer)
+      rtts.push(rtt)
+      emit('PING', rtt)
+    }
+  }
+  const sum = rtts.reduce((a, b) => a + b, 0)
+  emit('RESULT', {
+    count,
+    reuseStream: flags['reuse-stream'] === true,
+    rttsMs: rtts,
+    minMs: Math.min(...rtts),
+    avgMs: round(sum / rtts.length),
+    maxMs: Math.max(...rtts)
+  })
+}
+
+async function echoAction (conn, flags) {
+  const total = intFlag(flags, 'bytes')
+  const stream = await conn.newStream(ECHO_PROTOCOL, { negotiateFully: flags.optimistic !== true })
+  let received = 0
+  let mismatchAt = -1
+  const t0 = now()
+  const reading = consume(stream, (b) => {
+    if (received + b.byteLength > total) throw new Error(`echo: received more than ${total} bytes`)
+    if (mismatchAt < 0) {
+      const start = received % PATTERN_MOD
+      // compare in windows of at most WRITE_BLOCK bytes
+      for (let off = 0; off < b.byteLength; off += WRITE_BLOCK) {
+        const len = Math.min(WRITE_BLOCK, b.byteLength - off)
+        const s = (start + off) % PATTERN_MOD
+        const got = Buffer.from(b.buffer, b.byteOffset + off, len)
+        if (!got.equals(PATTERN.subarray(s, s + len))) {
+          for (let i = 0; i < len; i++) {
+            if (got[i] !== (received + off + i) % PATTERN_MOD) { mismatchAt = received + off + i; break }
+          }
+          break
+        }
+      }
+    }
+    received += b.byteLength
+  })
+  await sendAll(stream, patternChunks(total))
+  await stream.close()
+  const tSent = now()
+  await reading
+  const seconds = (now() - t0) / 1000
+  if (received !== total) throw new Error(`echo: received ${received} of ${total} bytes before EOF`)
+  if (mismatchAt >= 0) throw new Error(`echo: content mismatch at byte ${mismatchAt}`)
+  emit('RESULT', {
+    bytes: total,
+    seconds: round(seconds, 6),
+    sendSeconds: round((tSent - t0) / 1000, 6),
+    mibPerSec: seconds > 0 ? round(total / MIB / seconds) : null,
+    ok: true
+  })
+}
+
+// /perf/1.0.0 client. uploadSeconds runs from the first header byte until the
+// first download byte arrives (or EOF when --download 0): the server only starts
+// sending after it saw our EOF, so this includes the server draining our upload.
+async function perfRun (conn, upload, download) {
+  const stream = await conn.newStream(PERF_PROTOCOL)
+  let received = 0
+  let firstByte = null
+  const t0 = now()
+  const reading = consume(stream, (b) => {
+    if (firstByte === null) firstByte = now()
+    received += b.byteLength
+  })
+  stream.send(u64be(download))
+  await sendAll(stream, zeroChunks(upload))
+  await stream.close()
+  await reading
+  const tEnd = now()
+  if (received !== download) throw new Error(`perf: expected ${download} bytes, received ${received}`)
+  const tMid = firstByte ?? tEnd
+  return {
+    uploadBytes: upload,
+    uploadSeconds: round((tMid - t0) / 1000, 6),
+    downloadBytes: received,
+    downloadSeconds: round((tEnd - tMid) / 1000, 6)
+  }
+}
+
+async function sinkRun (conn, total) {
+  const stream = await conn.newStream(SINK_PROTOCOL)
+  const reader = new ExactReader(stream)
+  const t0 = now()
+  await sendAll(stream, zeroChunks(total))
+  await stream.close()
+  const reply = await reader.read(8)
+  const seconds = (now() - t0) / 1000
+  await reader.done
+  const counted = Number(new DataView(reply.buffer).getBigUint64(0, false))
+  if (counted !== total) throw new Error(`sink: remote counted ${counted} of ${total} bytes`)
+  return { bytes: total, seconds: round(seconds, 6), mibPerSec: seconds > 0 ? round(total / MIB / seconds) : null }
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+async function stopNode (node) {
+  await Promise.race([
+    node.stop().catch(() => {}),
+    new Promise((resolve) => setTimeout(resolve, STOP_GRACE_MS).unref())
+  ])
+}
+
+function deadlineMs (flags) {
+  return intFlag(flags, 'deadline-s', DEFAULT_DEADLINE_S) * 1000
+}
+
+function muxerInlineFlag (flags) {
+  const v = flags['muxer-inline'] ?? 'on'
+  if (v !== 'on' && v !== 'off') throw new Error('--muxer-inline must be on or off')
+  return v === 'on'
+}
+
+// Only a pipe or socket on stdin is watched: the parent closes it (or dies) to
+// stop us. A TTY or /dev/null on stdin is ignored.
+function watchStdin (onClose) {
+  let st
+  try { st = fstatSync(0) } catch { return }
+  if (!st.isFIFO() && !st.isSocket()) return
+  process.stdin.on('end', onClose)
+  process.stdin.on('close', onClose)
+  process.stdin.on('error', onClose)
+  process.stdin.resume()
+}
+
+async function listenMode (flags) {
+  const dl = deadlineMs(flags)
+  const node = await makeNode({
+    listen: true,
+    host: flags.host === undefined ? '127.0.0.1' : String(flags.host),
+    port: intFlag(flags, 'port', 0),
+    seed: flags.seed,
+    pskFile: flags.psk,
+    muxerInline: muxerInlineFlag(flags),
+    streamTimeoutMs: dl
+  })
+  let stopping = false
+  const shutdown = async (reason, code = 0) => {
+    if (stopping) return
+    stopping = true
+    emit('STOPPING', reason)
+    await stopNode(node)
+    process.exit(code)
+  }
+  process.on('SIGTERM', () => { shutdown('SIGTERM') })
+  process.on('SIGINT', () => { shutdown('SIGINT') })
+  watchStdin(() => { shutdown('stdin closed') })
+  setTimeout(() => { shutdown('deadline') }, dl)
+
+  emit('PEER_ID', node.peerId.toString())
+  const addrs = node.getMultiaddrs().map(a => a.toString())
+  for (const a of addrs) emit('LISTEN', a)
+  emit('READY', { peerId: node.peerId.toString(), addrs, protocols: node.getProtocols() })
+}
+
+async function withDialNode (flags, fn) {
+  const dl = deadlineMs(flags)
+  const timer = setTimeout(() => {
+    emit('ERROR', `DeadlineError: no result after ${dl / 1000} s`)
+    process.exit(1)
+  }, dl)
+  const node = await makeNode({
+    listen: false,
+    seed: flags.seed,
+    pskFile: flags.psk,
+    muxerInline: muxerInlineFlag(flags),
+    streamTimeoutMs: dl
+  })
+  emit('PEER_ID', node.peerId.toString())
+  try {
+    await fn(node)
+  } finally {
+    clearTimeout(timer)
+    await stopNode(node)
+  }
+}
+
+async function dialMode (positional, flags) {
+  const [target, action] = positional
+  if (target == null || action == null) throw new Error('usage: dial <multiaddr> <identify|ping|echo|perf|sink> [options]')
+  if (!['identify', 'ping', 'echo', 'perf', 'sink'].includes(action)) throw new Error(`unknown action ${action}`)
+  const ma = multiaddr(target)
+  const targetPeer = ma.getComponents().findLast(c => c.name === 'p2p')?.value
+  await withDialNode(flags, async (node) => {
+    const identified = targetPeer != null ? identifyWaiter(node, targetPeer) : null
+    identified?.catch(() => {})
+    const t = now()
+    let conn
+    try {
+      conn = await node.dial(ma)
+    } catch (err) {
+      emit('DIAL_ERROR', { ms: round(now() - t), error: errorText(err) })
+      throw err
+    }
+    emit('CONNECTED', { ...connectionInfo(conn), ms: round(now() - t) })
+    switch (action) {
+      case 'identify': {
+        const waiter = identified ?? identifyWaiter(node, conn.remotePeer.toString())
+        const result = await Promise.race([
+          waiter,
+          new Promise((_resolve, reject) => setTimeout(() => reject(new Error('no identify answer within 10 s')), IDENTIFY_WAIT_MS).unref())
+        ])
+        emit('SELF_OBSERVED', result.observedAddr?.toString() ?? 'none')
+        emit('RESULT', identifyJson(result))
+        break
+      }
+      case 'ping':
+        await pingAction(node, conn, flags)
+        break
+      case 'echo':
+        await echoAction(conn, flags)
+        break
+      case 'perf': {
+        const r = await perfRun(conn, intFlag(flags, 'upload', 0), intFlag(flags, 'download', 0))
+        emit('RESULT', r)
+        break
+      }
+      case 'sink':
+        emit('RESULT', await sinkRun(conn, intFlag(flags, 'bytes')))
+        break
+      default:
+        throw new Error(`unknown action ${action}`)
+    }
+  })
+}
+
+// js<->js throughput baseline over TCP+Noise+yamux on loopback. By default the
+// listener is a second node process (this script in listen mode); with
+// --in-process both nodes share this process.
+async function sinkBenchMode (flags) {
+  const total = intFlag(flags, 'bytes', 256 * MIB)
+  const runs = intFlag(flags, 'runs', 3)
+  const proto = flags.proto === undefined ? 'sink' : String(flags.proto)
+  if (!['sink', 'perf-up', 'perf-down', 'echo'].includes(proto)) throw new Error('--proto must be sink, perf-up, perf-down or echo')
+  const dl = deadlineMs(flags)
+  let child = null
+  let listener = null
+  let target
+  if (flags['in-process'] === true) {
+    listener = await makeNode({ listen: true, seed: 'bench-listener', streamTimeoutMs: dl })
+    target = listener.getMultiaddrs()[0]
+  } else {
+    const script = fileURLToPath(import.meta.url)
+    child = spawn(process.execPath, [script, 'listen', '--seed', 'bench-listener', '--deadline-s', String(dl / 1000)], {
+      stdio: ['pipe', 'pipe', 'inherit']
+    })
+    const lines = createInterface({ input: child.stdout })
+    target = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('listener did not start within 20 s')), 20_000)
+      child.once('exit', (code) => reject(new Error(`listener exited early with code ${code}`)))
+      lines.on('line', (line) => {
+        if (line.startsWith('LISTEN ')) { clearTimeout(timer); resolve(multiaddr(line.slice(7))) }
+      })
+    })
+  }
+  try {
+    await withDialNode(flags, async (node) => {
+      const conn = await node.dial(target)
+      const results = []
+      for (let i = 0; i < runs; i++) {
+        let r
+        if (proto === 'sink') {
+          r = await sinkRun(conn, total)
+        } else if (proto === 'perf-up' || proto === 'perf-down') {
+          const p = await perfRun(conn, proto === 'perf-up' ? total : 0, proto === 'perf-down' ? total : 0)
+          const seconds = proto === 'perf-up' ? p.uploadSeconds : p.downloadSeconds
+          r = { bytes: total, seconds, mibPerSec: seconds > 0 ? round(total / MIB / seconds) : null }
+        } else {
+          r = await echoBench(conn, total)
+        }
+        r = { proto, run: i + 1, processes: flags['in-process'] === true ? 1 : 2, ...r }
+        results.push(r)
+        emit('RESULT', r)
+      }
+      const rates = results.map(r => r.mibPerSec).sort((a, b) => a - b)
+      emit('SUMMARY', { proto, bytes: total, runs, medianMibPerSec: rates[Math.floor(rates.length / 2)], minMibPerSec: rates[0], maxMibPerSec: rates[rates.length - 1] })
+    })
+  } finally {
+    if (listener != null) await stopNode(listener)
+    if (child != null) {
+      child.stdin.end()
+      child.kill('SIGTERM')
+    }
+  }
+}
+
+async function echoBench (conn, total) {
+  const stream = await conn.newStream(ECHO_PROTOCOL)
+  let received = 0
+  const t0 = now()
+  const reading = consume(stream, (b) => { received += b.byteLength })
+  await sendAll(stream, zeroChunks(total))
+  await stream.close()
+  await reading
+  const seconds = (now() - t0) / 1000
+  if (received !== total) throw new Error(`echo: received ${received} of ${total}`)
+  return { bytes: total, seconds: round(seconds, 6), mibPerSec: round(total / MIB / seconds) }
+}
+
+// ---------------------------------------------------------------- main
+
+async function main () {
+  const { positional, flags } = parseArgs(process.argv.slice(2))
+  const mode = positional.shift()
+  switch (mode) {
+    case 'listen':
+      await listenMode(flags)
+      return // keeps running until stopped
+    case 'dial':
+      await dialMode(positional, flags)
+      break
+    case 'sink-bench':
+      await sinkBenchMode(flags)
+      break
+    default:
+      throw new Error('usage: peer.mjs listen|dial|sink-bench ... (see README.md)')
+  }
+  process.exit(0)
+}
+
+main().catch((err) => {
+  emit('ERROR', errorText(err))
+  log(err?.stack ?? String(err))
+  process.exit(1)
+})
