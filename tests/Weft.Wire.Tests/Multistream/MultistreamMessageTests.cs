@@ -81,7 +81,7 @@ public class MultistreamMessageTests
         Assert.Equal(["/noise", "/tls/1.0.0"], MultistreamMessage.DecodeListBody(body));
         // Matches the js answer for a Noise-only listener: "\u0007/noise\n\n" inside the outer frame.
         var framed = Encode(MultistreamMessage.EncodeListBody(["/noise"]));
-        Assert.Equal(new byte[] { 8, 7 }.Concat(Encoding.ASCII.GetBytes("/noise\n\n")), framed);
+        Assert.Equal(new byte[] { 9, 7 }.Concat(Encoding.ASCII.GetBytes("/noise\n\n")), framed);
     }
 
     [Fact]

@@ -1,0 +1,45 @@
+namespace Weft.Wire.Multiformats;
+
+/// <summary>Multiaddr protocol codes (multiformats/multiaddr protocols.csv).</summary>
+public enum MultiaddrProtocol
+{
+    Ip4 = 4,
+    Tcp = 6,
+    Dccp = 33,
+    Ip6 = 41,
+    Ip6Zone = 42,
+    IpCidr = 43,
+    Dns = 53,
+    Dns4 = 54,
+    Dns6 = 55,
+    DnsAddr = 56,
+    Sctp = 132,
+    Udp = 273,
+    P2PWebRtcStar = 275,
+    P2PWebRtcDirect = 276,
+    P2PStardust = 277,
+    WebRtcDirect = 280,
+    WebRtc = 281,
+    P2PCircuit = 290,
+    Udt = 301,
+    Utp = 302,
+    Unix = 400,
+
+    /// <summary>/p2p (text alias /ipfs is accepted and printed as /p2p).</summary>
+    P2P = 421,
+    Onion = 444,
+    Onion3 = 445,
+    Https = 443,
+    Tls = 448,
+    Sni = 449,
+    Noise = 454,
+    Quic = 460,
+    QuicV1 = 461,
+    WebTransport = 465,
+    CertHash = 466,
+    Ws = 477,
+    Wss = 478,
+    P2PWebSocketStar = 479,
+    Http = 480,
+    HttpPath = 481,
+}
