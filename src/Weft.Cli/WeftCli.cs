@@ -91,7 +91,7 @@ public static class WeftCli
         };
     }
 
-    private static (string[] Rest, LogLevel Level) ExtractLogLevel(string[] args)
+    private static (string[] Remaining, LogLevel Level) ExtractLogLevel(string[] args)
     {
         var level = ParseLevel(Environment.GetEnvironmentVariable("WEFT_LOG")) ?? LogLevel.Warning;
         var rest = new List<string>();

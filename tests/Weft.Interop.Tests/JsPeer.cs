@@ -35,15 +35,24 @@ public sealed class JsPeer : IAsyncDisposable
     {
         get
         {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Weft.slnx"))) dir = dir.Parent;
-            if (dir is null) throw new InvalidOperationException("cannot find the repository root (Weft.slnx) above " + AppContext.BaseDirectory);
+            // The build output may live outside the tree (--artifacts-path): fall back to where this source file is.
+            var dir = FindRoot(AppContext.BaseDirectory) ?? FindRoot(Path.GetDirectoryName(SourceFile())!)
+                ?? throw new InvalidOperationException("cannot find the repository root (Weft.slnx) above " + AppContext.BaseDirectory);
             var js = Path.Combine(dir.FullName, "tests", "interop-js");
             if (!Directory.Exists(Path.Combine(js, "node_modules", "libp2p")))
                 throw new InvalidOperationException($"js-libp2p is not installed: run `npm ci` in {js} (scripts/test.sh does it)");
             return js;
         }
     }
+
+    private static DirectoryInfo? FindRoot(string start)
+    {
+        var dir = new DirectoryInfo(start);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Weft.slnx"))) dir = dir.Parent;
+        return dir;
+    }
+
+    private static string SourceFile([System.Runtime.CompilerServices.CallerFilePath] string path = "") => path;
 
     public static JsPeer Start(params string[] args)
     {

@@ -12,6 +12,7 @@ using Weft.P2P.Pnet;
 using Weft.P2P.Transport;
 using Weft.P2P.Yamux;
 using Weft.Wire;
+using ProtocolViolationException = Weft.Wire.ProtocolViolationException;
 using Weft.Wire.Identity;
 using Weft.Wire.Multiformats;
 
@@ -197,7 +198,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         {
             Metrics.HandshakeFailures.Add(1, new KeyValuePair<string, object?>("reason", Reason(ex)));
             if (ex is ProtocolViolationException pv) Log.InboundViolation(_log, raw.RemoteAddress.ToString(), pv.Protocol, pv.Detail);
-            else if (ex is not OperationCanceledException || !_stopping.IsCancellationRequested) Log.InboundFailed(_log, raw.RemoteAddress.ToString(), ex.Message);
+            else if (ex is not OperationCanceledException || !_stopping.IsCancellationRequested) Log.InboundFailed(_log, raw.RemoteAddress.ToString(), ex.GetType().Name, ex.Message);
             raw.Abort();
             await raw.DisposeAsync().ConfigureAwait(false);
             return;
@@ -241,9 +242,13 @@ public sealed class Libp2pHost : IAsyncDisposable
         {
             throw new ProtocolViolationException(ex.Protocol, ex.Detail + " — the peer's PSK differs from ours, or it is not in this private network", ex);
         }
-        catch (EndOfStreamException ex) when (Options.PrivateNetworkKey is not null)
+        catch (TimeoutException ex) when (Options.PrivateNetworkKey is not null)
         {
-            throw new ProtocolViolationException("pnet", "the peer closed the connection during negotiation — its PSK probably differs from ours", ex);
+            throw new TimeoutException(ex.Message + " — the peer's PSK may differ from ours", ex);
+        }
+        catch (Exception ex) when (Options.PrivateNetworkKey is not null && ex is IOException or SocketException)
+        {
+            throw new ProtocolViolationException("pnet", $"the peer closed the connection during negotiation ({ex.Message}) — its PSK probably differs from ours", ex);
         }
 
         var noiseOptions = Options.Noise with { HandshakeTimeout = step };

@@ -13,8 +13,8 @@ internal static partial class Log
     [LoggerMessage(3, LogLevel.Warning, "Inbound connection from {Remote} rejected: {Protocol} protocol violation: {Detail}")]
     public static partial void InboundViolation(ILogger logger, string remote, string protocol, string detail);
 
-    [LoggerMessage(4, LogLevel.Warning, "Inbound connection from {Remote} failed its handshake: {Error}")]
-    public static partial void InboundFailed(ILogger logger, string remote, string error);
+    [LoggerMessage(4, LogLevel.Warning, "Inbound connection from {Remote} failed its handshake ({ErrorType}): {Error}")]
+    public static partial void InboundFailed(ILogger logger, string remote, string errorType, string error);
 
     [LoggerMessage(5, LogLevel.Warning, "Inbound connection from {Remote} refused: {Limit} reached ({Value})")]
     public static partial void LimitReached(ILogger logger, string remote, string limit, int value);

@@ -19,7 +19,11 @@ public static class MultistreamSelect
     /// <summary>How many proposals a listener answers before it gives up on the peer.</summary>
     public const int MaxProposals = 32;
 
-    private static readonly TryParse<string> ReadMessage = MultistreamMessage.TryRead;
+    private static readonly TryParse<string> ReadMessage = (ref ReadOnlySequence<byte> input, out string value) =>
+        MultistreamMessage.TryRead(ref input, out value);
+
+    private static readonly TryParse<bool> ReadHeader = (ref ReadOnlySequence<byte> input, out bool value) =>
+        value = MultistreamMessage.TryReadHeader(ref input);
 
     private static readonly TryParse<string> ReadProposal = (ref ReadOnlySequence<byte> input, out string value) =>
         MultistreamMessage.TryRead(ref input, out value, MultistreamMessage.MaxProtocolIdLength);
@@ -35,9 +39,7 @@ public static class MultistreamSelect
         MultistreamMessage.Write(pipe.Output, protocols[0]);
         await pipe.Output.FlushAsync(ct).ConfigureAwait(false);
 
-        var header = await pipe.Input.ReadAsync(ReadMessage, ct).ConfigureAwait(false);
-        if (header != MultistreamMessage.ProtocolId)
-            throw new ProtocolViolationException("multistream", $"unexpected header '{Printable(header)}' (PSK mismatch, or not a libp2p peer?)");
+        await pipe.Input.ReadAsync(ReadHeader, ct).ConfigureAwait(false);
 
         for (var i = 0; ; i++)
         {
@@ -57,9 +59,7 @@ public static class MultistreamSelect
     /// </summary>
     public static async Task<string> SelectInboundAsync(IDuplexPipe pipe, Func<string, bool> supported, Func<IEnumerable<string>> list, CancellationToken ct)
     {
-        var header = await pipe.Input.ReadAsync(ReadProposal, ct).ConfigureAwait(false);
-        if (header != MultistreamMessage.ProtocolId)
-            throw new ProtocolViolationException("multistream", $"unexpected header '{Printable(header)}' (PSK mismatch, or not a libp2p peer?)");
+        await pipe.Input.ReadAsync(ReadHeader, ct).ConfigureAwait(false);
         MultistreamMessage.Write(pipe.Output, MultistreamMessage.ProtocolId);
         await pipe.Output.FlushAsync(ct).ConfigureAwait(false);
 
@@ -91,9 +91,7 @@ public static class MultistreamSelect
         MultistreamMessage.Write(pipe.Output, MultistreamMessage.ProtocolId);
         MultistreamMessage.Write(pipe.Output, MultistreamMessage.List);
         await pipe.Output.FlushAsync(ct).ConfigureAwait(false);
-        var header = await pipe.Input.ReadAsync(ReadMessage, ct).ConfigureAwait(false);
-        if (header != MultistreamMessage.ProtocolId)
-            throw new ProtocolViolationException("multistream", $"unexpected header '{Printable(header)}'");
+        await pipe.Input.ReadAsync(ReadHeader, ct).ConfigureAwait(false);
         var body = await pipe.Input.ReadAsync(ReadMessage, ct).ConfigureAwait(false);
         return MultistreamMessage.DecodeListBody(body);
     }

@@ -44,7 +44,7 @@ public sealed class TcpTransport : IDisposable
 
     /// <summary>True when this transport can dial or listen on <paramref name="addr"/>.</summary>
     public static bool CanHandle(Multiaddr addr) =>
-        addr.TryGetTcpEndPoint(out _) || addr.TryGetDnsTcp(out _, out _, out _);
+        addr.TryGetTcpEndPoint(out _) || addr.TryGetDnsTcp(out string _, out int _, out bool _);
 
     public TcpListenerHandle Listen(Multiaddr addr, int backlog, bool reusePort)
     {
@@ -71,7 +71,7 @@ public sealed class TcpTransport : IDisposable
     {
         EndPoint target;
         if (addr.TryGetTcpEndPoint(out var ep) && ep is not null) target = ep;
-        else if (addr.TryGetDnsTcp(out var host, out var port, out _)) target = new DnsEndPoint(host, port);
+        else if (addr.TryGetDnsTcp(out string host, out int port, out bool _)) target = new DnsEndPoint(host, port);
         else throw new ArgumentException($"not a TCP address: {addr}", nameof(addr));
 
         var family = target is IPEndPoint ip ? ip.AddressFamily : AddressFamily.InterNetwork;

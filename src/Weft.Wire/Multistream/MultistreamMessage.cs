@@ -19,6 +19,29 @@ public static class MultistreamMessage
     /// <summary>Largest protocol id we send or accept as a proposal.</summary>
     public const int MaxProtocolIdLength = 1024;
 
+    /// <summary>The header message as bytes: <c>0x13 "/multistream/1.0.0\n"</c>.</summary>
+    public static ReadOnlySpan<byte> HeaderBytes => "\u0013/multistream/1.0.0\n"u8;
+
+    /// <summary>
+    /// Reads the header, failing at the first byte that differs from it. A peer with another PSK sends
+    /// noise, which this rejects at once instead of waiting for a length that never arrives.
+    /// </summary>
+    public static bool TryReadHeader(ref ReadOnlySequence<byte> input)
+    {
+        var expected = HeaderBytes;
+        var n = (int)Math.Min(input.Length, expected.Length);
+        Span<byte> got = stackalloc byte[expected.Length];
+        input.Slice(0, n).CopyTo(got);
+        for (var i = 0; i < n; i++)
+        {
+            if (got[i] != expected[i])
+                throw new ProtocolViolationException("multistream", "the peer did not start with the multistream header (PSK mismatch, or not a libp2p peer?)");
+        }
+        if (n < expected.Length) return false;
+        input = input.Slice(expected.Length);
+        return true;
+    }
+
     /// <summary>Reads one message. False: more bytes needed (input untouched).</summary>
     public static bool TryRead(ref ReadOnlySequence<byte> input, out string text, int maxLength = MaxMessageLength)
     {

@@ -60,6 +60,29 @@ public class MultistreamMessageTests
     }
 
     [Fact]
+    public void Header_is_read_at_every_split_and_rejected_at_the_first_wrong_byte()
+    {
+        var bytes = Encode("/multistream/1.0.0", "/noise");
+        for (var cut = 0; cut <= bytes.Length; cut++)
+        {
+            var seq = TestSequences.Split(bytes, cut);
+            Assert.True(MultistreamMessage.TryReadHeader(ref seq));
+            Assert.True(MultistreamMessage.TryRead(ref seq, out var p));
+            Assert.Equal("/noise", p);
+        }
+        for (var n = 0; n < 20; n++)
+        {
+            var seq = new ReadOnlySequence<byte>(bytes, 0, n);
+            Assert.False(MultistreamMessage.TryReadHeader(ref seq));
+            Assert.Equal(n, seq.Length);
+            var wrong = bytes[..(n + 1)];
+            wrong[n] ^= 0x55;
+            var bad = new ReadOnlySequence<byte>(wrong);
+            Assert.Throws<ProtocolViolationException>(() => MultistreamMessage.TryReadHeader(ref bad));
+        }
+    }
+
+    [Fact]
     public void Missing_newline_is_a_violation()
     {
         var seq = new ReadOnlySequence<byte>([3, (byte)'a', (byte)'b', (byte)'c']);
