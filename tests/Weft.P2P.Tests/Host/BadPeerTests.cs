@@ -21,7 +21,7 @@ namespace Weft.P2P.Tests.Host;
 /// </summary>
 public class BadPeerTests
 {
-    private static readonly TimeSpan Step = TimeSpan.FromMilliseconds(800);
+    private static readonly TimeSpan Step = TimeSpan.FromMilliseconds(1500);
 
     private static Task<Libp2pHost> StartVictim(ListLoggerProvider logs) =>
         StartAsync(o => o with { Timeouts = new HostTimeouts { HandshakeStep = Step } }, logs);
@@ -50,8 +50,13 @@ public class BadPeerTests
         }
     }
 
-    private static async Task<Connection> HealthyConnection(Libp2pHost victim, Libp2pHost friend) =>
-        await friend.DialAsync(AddressOf(victim)).WaitAsync(Deadline);
+    /// <summary>A connection the victim has fully accepted: it answered identify on it.</summary>
+    private static async Task<Connection> HealthyConnection(Libp2pHost victim, Libp2pHost friend)
+    {
+        var conn = await friend.DialAsync(AddressOf(victim)).WaitAsync(Deadline);
+        Assert.NotNull(await conn.Identified.WaitAsync(Deadline));
+        return conn;
+    }
 
     private static async Task AssertStillServes(Libp2pHost friend, Connection healthy, ListLoggerProvider victimLogs)
     {
@@ -99,7 +104,7 @@ public class BadPeerTests
         using (s)
         {
             await MultistreamSelect.SelectOutboundAsync(pipe, ["/noise"], default).WaitAsync(Deadline);
-            // Say nothing more. The host must give up after one handshake step (0.8 s).
+            // Say nothing more. The host must give up after one handshake step (1.5 s).
             var started = DateTime.UtcNow;
             await AssertClosedWithin(s, TimeSpan.FromSeconds(5));
             Assert.True(DateTime.UtcNow - started >= Step - TimeSpan.FromMilliseconds(100));
