@@ -166,6 +166,33 @@ public class JsInteropTests
         Assert.Equal(0, await dialer.WaitExit());
     }
 
+    [Fact]
+    public async Task Muxer_is_negotiated_both_ways_in_the_handshake_and_by_multistream()
+    {
+        await using var weft = await StartWeft();
+        var (inline, inlineAddr) = await StartJsListener();
+        await using (inline)
+        {
+            var conn = await weft.DialAsync(inlineAddr).WaitAsync(Deadline);
+            Assert.True(conn.MuxerInHandshake);
+        }
+        var (plain, plainAddr) = await StartJsListener("--muxer-inline", "off");
+        await using (plain)
+        {
+            var conn = await weft.DialAsync(plainAddr).WaitAsync(Deadline);
+            Assert.False(conn.MuxerInHandshake);
+            Assert.Equal("/yamux/1.0.0", conn.Muxer);
+            await using var ps = await PingService.OpenAsync(conn, default).WaitAsync(Deadline);
+            await PingService.PingAsync(ps, weft.Time, default).WaitAsync(Deadline);
+        }
+        var opened = new TaskCompletionSource<Connection>(TaskCreationOptions.RunContinuationsAsynchronously);
+        weft.ConnectionOpened += c => opened.TrySetResult(c);
+        await using var dialer = JsPeer.Start("dial", WeftAddr(weft).ToString(), "echo", "--bytes", "1048576", "--muxer-inline", "off");
+        Assert.True((await dialer.WaitJson("RESULT")).GetProperty("ok").GetBoolean());
+        Assert.False((await opened.Task.WaitAsync(Deadline)).MuxerInHandshake);
+        Assert.Equal(0, await dialer.WaitExit());
+    }
+
     private static string WritePsk(string hex)
     {
         var path = Path.Combine(Path.GetTempPath(), "weft-psk-" + Guid.NewGuid() + ".key");

@@ -41,6 +41,9 @@ public sealed class Connection : IAsyncDisposable
     public Direction Direction { get; }
     public string Security => NoiseSecurity.ProtocolId;
     public string Muxer { get; }
+
+    /// <summary>True when the muxer was agreed inside the Noise handshake, false when by multistream-select after it.</summary>
+    public bool MuxerInHandshake => _secure.EarlyMuxer is not null;
     public DateTimeOffset Opened { get; }
     public bool IsClosed => Volatile.Read(ref _closed) != 0 || Session.IsClosed;
     internal YamuxSession Session { get; }
