@@ -39,6 +39,9 @@ public sealed class TcpTransport : IDisposable
             MaxReadBufferSize = ReadBufferBytes,
             MaxWriteBufferSize = WriteBufferBytes,
             UnsafePreferInlineScheduling = true,
+            // Allocate the receive buffer before data arrives instead of a zero-byte read first:
+            // measured in bench/ at 1.6× the throughput on loopback, for 1 MiB of idle buffers at most.
+            WaitForDataBeforeAllocatingBuffer = false,
         }, logger);
     }
 
