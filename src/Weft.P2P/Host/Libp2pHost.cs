@@ -61,7 +61,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         Time = time ?? TimeProvider.System;
         Metrics = metrics ?? new P2PMetrics();
         PeerId = options.Key.PeerId;
-        _tcp = new TcpTransport(Loggers.CreateLogger("Weft.P2P.Tcp"));
+        _tcp = new TcpTransport();
         Identify = new IdentifyService(this);
     }
 
