@@ -24,11 +24,7 @@ public sealed record HostOptions
 
     public ConnectionLimits Limits { get; init; } = new();
     public HostTimeouts Timeouts { get; init; } = new();
-    /// <summary>
-    /// yamux settings. js-libp2p sends data frames as large as the whole window it was granted (seen:
-    /// 7.8 MiB), so the frame limit is the largest window we ever grant.
-    /// </summary>
-    public YamuxOptions Yamux { get; init; } = new() { MaxFrameDataLength = 16 * 1024 * 1024 };
+    public YamuxOptions Yamux { get; init; } = new();
     public NoiseOptions Noise { get; init; } = new();
 
     /// <summary>Bind dialing sockets to the listen port (needed for TCP hole punching).</summary>

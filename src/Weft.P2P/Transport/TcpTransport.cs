@@ -35,8 +35,14 @@ public sealed class RawConnection : IAsyncDisposable
 /// </summary>
 internal sealed class StreamSocketPipe : IDuplexPipe, IAsyncDisposable
 {
-    /// <summary>Smallest buffer each socket read gets.</summary>
-    public const int ReadBufferBytes = 64 * 1024;
+    /// <summary>Buffer each socket read gets: a whole 65,551-byte Noise frame fits, and a read costs less per byte.</summary>
+    public const int ReadBufferBytes = 256 * 1024;
+
+    /// <summary>Smallest free space a read is started with.</summary>
+    public const int MinimumReadBytes = 64 * 1024;
+
+    /// <summary>Buffers the writer hands out; each flush writes its segments to the socket.</summary>
+    public const int WriteBufferBytes = 256 * 1024;
 
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
@@ -45,8 +51,8 @@ internal sealed class StreamSocketPipe : IDuplexPipe, IAsyncDisposable
     {
         _socket = socket;
         _stream = new NetworkStream(socket, ownsSocket: true);
-        Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: ReadBufferBytes, minimumReadSize: ReadBufferBytes / 4, leaveOpen: true));
-        Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: ReadBufferBytes, leaveOpen: true));
+        Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: ReadBufferBytes, minimumReadSize: MinimumReadBytes, leaveOpen: true));
+        Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: WriteBufferBytes, leaveOpen: true));
     }
 
     public PipeReader Input { get; }

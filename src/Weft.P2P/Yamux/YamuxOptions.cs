@@ -23,8 +23,12 @@ public sealed class YamuxOptions
     /// <summary>Open outbound streams at most; beyond this <see cref="YamuxSession.OpenStreamAsync"/> throws.</summary>
     public int MaxOutboundStreams { get; init; } = 1000;
 
-    /// <summary>Largest Data frame payload accepted from the peer (besides the window check); more is a protocol error.</summary>
-    public int MaxFrameDataLength { get; init; } = 1024 * 1024;
+    /// <summary>
+    /// Largest Data frame payload accepted from the peer (besides the window check); more is a protocol
+    /// error. js-libp2p sends frames as large as the whole window it was granted, so this matches the
+    /// largest window we grant.
+    /// </summary>
+    public int MaxFrameDataLength { get; init; } = 16 * 1024 * 1024;
 
     /// <summary>Inbound streams waiting for <see cref="YamuxSession.AcceptStreamAsync"/>; a SYN beyond this is answered with RST.</summary>
     public int AcceptBacklog { get; init; } = 256;

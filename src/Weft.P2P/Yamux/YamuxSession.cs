@@ -39,7 +39,6 @@ public sealed class YamuxSession : IAsyncDisposable
     private readonly object _gate = new();
     private readonly Dictionary<uint, YamuxStream> _streams = new();
     private long _nextStreamId;
-    private uint _lastInboundId;
     private int _inboundCount, _outboundCount, _backlogCount;
     private bool _goAwaySent, _goAwayReceived;
     private volatile bool _closing;
@@ -513,9 +512,8 @@ public sealed class YamuxSession : IAsyncDisposable
         {
             if (_streams.ContainsKey(id))
                 throw new ProtocolViolationException("yamux", $"SYN for stream {id}, which is already open");
-            if (id <= _lastInboundId)
-                throw new ProtocolViolationException("yamux", $"SYN reuses stream id {id} (last was {_lastInboundId})");
-            _lastInboundId = id;
+            // Like hashicorp/yamux, ids need not arrive in order: a peer that opens streams from several
+            // threads may send SYN 3 before SYN 1. Only an id that is open now is a violation.
             if (_closing || _goAwaySent || _goAwayReceived) refused = "going away";
             else if (_inboundCount >= Options.MaxInboundStreams) refused = "too many inbound streams";
             else if (_backlogCount >= Options.AcceptBacklog) refused = "accept backlog full";
