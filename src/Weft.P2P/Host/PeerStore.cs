@@ -28,6 +28,9 @@ public sealed class PeerStore
 
     private readonly ConcurrentDictionary<PeerId, PeerInfo> _peers = new();
 
+    /// <summary>Raised after a peer's entry changes (identify, identify push, a new connection).</summary>
+    public event Action<PeerInfo>? Updated;
+
     public PeerInfo? Get(PeerId peer) => _peers.TryGetValue(peer, out var p) ? p : null;
 
     public IReadOnlyCollection<PeerInfo> All => _peers.Values.ToList();
@@ -40,6 +43,7 @@ public sealed class PeerStore
             var oldest = _peers.Values.OrderBy(v => v.Updated).First();
             if (oldest.Peer != peer) _peers.TryRemove(oldest.Peer, out _);
         }
+        Updated?.Invoke(updated);
         return updated;
     }
 

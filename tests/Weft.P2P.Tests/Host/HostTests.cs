@@ -42,6 +42,27 @@ public class HostTests
     }
 
     [Fact]
+    public async Task A_new_protocol_reaches_connected_peers_by_identify_push()
+    {
+        await using var a = await StartAsync();
+        await using var b = await StartAsync();
+        var conn = await a.DialAsync(AddressOf(b)).WaitAsync(Deadline);
+        Assert.NotNull(await conn.Identified.WaitAsync(Deadline));
+        Assert.DoesNotContain("/weft/test-push/1.0.0", a.Peers.Get(b.PeerId)!.Protocols);
+
+        var pushed = new TaskCompletionSource<PeerInfo>(TaskCreationOptions.RunContinuationsAsynchronously);
+        a.Peers.Updated += p => { if (p.Peer == b.PeerId && p.Protocols.Contains("/weft/test-push/1.0.0")) pushed.TrySetResult(p); };
+        b.Handle("/weft/test-push/1.0.0", (s, ct) => Task.CompletedTask);
+        var info = await pushed.Task.WaitAsync(Deadline);
+        Assert.Contains(PingService.ProtocolId, info.Protocols);
+
+        var gone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        a.Peers.Updated += p => { if (p.Peer == b.PeerId && !p.Protocols.Contains("/weft/test-push/1.0.0")) gone.TrySetResult(); };
+        b.Unhandle("/weft/test-push/1.0.0");
+        await gone.Task.WaitAsync(Deadline);
+    }
+
+    [Fact]
     public async Task Ping_echo_and_perf_work()
     {
         await using var a = await StartAsync();
