@@ -62,7 +62,7 @@ public static class P2PCommands
         if (a.Positionals.Count != 1) throw new UsageException($"expected one address\nusage: {usage}");
         var target = ParseAddr(a.Positionals[0], "address");
         var count = a.GetInt("--count", 4, 1, 1_000_000);
-        var host = new Libp2pHost(new HostOptions { Key = Ed25519PrivateKey.Generate(), PrivateNetworkKey = LoadPsk(a.Get("--psk")) }, loggers);
+        var host = DialOnlyHost(a, loggers);
         await using (host.ConfigureAwait(false))
         {
             var started = host.Time.GetTimestamp();
@@ -95,7 +95,7 @@ public static class P2PCommands
         var up = a.GetBytes("--upload", 64L << 20);
         var down = a.GetBytes("--download", 64L << 20);
         if (down > PerfService.MaxDownloadBytes) throw new UsageException($"--download is limited to {PerfService.MaxDownloadBytes} bytes");
-        var host = new Libp2pHost(new HostOptions { Key = Ed25519PrivateKey.Generate(), PrivateNetworkKey = LoadPsk(a.Get("--psk")) }, loggers);
+        var host = DialOnlyHost(a, loggers);
         await using (host.ConfigureAwait(false))
         {
             var conn = await host.DialAsync(target, ct).ConfigureAwait(false);
@@ -118,6 +118,10 @@ public static class P2PCommands
         }
         return WeftCli.ExitOk;
     }
+
+    /// <summary>A host for one-shot client commands: a fresh identity, listening nowhere.</summary>
+    private static Libp2pHost DialOnlyHost(Args a, ILoggerFactory loggers) =>
+        new(new HostOptions { Key = Ed25519PrivateKey.Generate(), PrivateNetworkKey = LoadPsk(a.Get("--psk")) }, loggers);
 
     internal static Multiaddr ParseAddr(string s, string what)
     {
