@@ -1,0 +1,81 @@
+using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
+using Weft.Wire.Multiformats;
+
+namespace Weft.Wire.Relay;
+
+/// <summary>
+/// Constants and framing of circuit relay v2 (relay/circuit-v2.md). Every hop and stop message travels as a
+/// uvarint length prefix followed by the protobuf.
+/// </summary>
+public static class RelayProtocol
+{
+    /// <summary>Protocol ID of the hop protocol (client ↔ relay).</summary>
+    public const string HopProtocolId = "/libp2p/circuit/relay/0.2.0/hop";
+
+    /// <summary>Protocol ID of the stop protocol (relay → target peer).</summary>
+    public const string StopProtocolId = "/libp2p/circuit/relay/0.2.0/stop";
+
+    /// <summary>Largest encoded message (length prefix excluded) accepted on decode, as the spec suggests.</summary>
+    public const int MaxMessageLength = 4096;
+
+    /// <summary>Most addresses kept from one address list; the rest are dropped.</summary>
+    public const int MaxAddresses = 128;
+
+    /// <summary>Codec name used in <see cref="ProtocolViolationException"/>.</summary>
+    internal const string Codec = "relay";
+
+    internal delegate T SpanParser<T>(ReadOnlySpan<byte> data);
+
+    /// <summary>
+    /// Reads one uvarint-length-prefixed message and parses it with <paramref name="parse"/>. False: more bytes
+    /// are needed and <paramref name="input"/> is untouched. A length above <paramref name="maxLength"/> throws.
+    /// </summary>
+    internal static bool TryReadFramed<T>(
+        ref ReadOnlySequence<byte> input, int maxLength, string codec, SpanParser<T> parse, [MaybeNullWhen(false)] out T value)
+    {
+        value = default;
+        ReadOnlySequence<byte> probe = input;
+        if (!Varint.TryRead(ref probe, out ulong length))
+        {
+            return false;
+        }
+
+        if (length > (ulong)maxLength)
+        {
+            throw new ProtocolViolationException(codec, $"message of {length} bytes exceeds the limit of {maxLength}");
+        }
+
+        if ((ulong)probe.Length < length)
+        {
+            return false;
+        }
+
+        ReadOnlySequence<byte> body = probe.Slice(0, (long)length);
+        if (body.IsSingleSegment)
+        {
+            value = parse(body.FirstSpan);
+        }
+        else
+        {
+            Span<byte> copy = stackalloc byte[(int)length];
+            body.CopyTo(copy);
+            value = parse(copy);
+        }
+
+        input = probe.Slice(body.End);
+        return true;
+    }
+
+    /// <summary>
+    /// Adds a list entry as a multiaddr; entries that are empty or do not parse (a newer peer may use protocols we
+    /// do not know), and entries past <see cref="MaxAddresses"/>, are dropped.
+    /// </summary>
+    internal static void AddAddress(List<Multiaddr> list, ReadOnlySpan<byte> raw)
+    {
+        if (list.Count < MaxAddresses && !raw.IsEmpty && Multiaddr.TryFromBytes(raw, out Multiaddr? address))
+        {
+            list.Add(address);
+        }
+    }
+}
