@@ -192,7 +192,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         Connection? conn = null;
         try
         {
-            conn = await UpgradeAsync(raw, Direction.Inbound, null, _stopping.Token).ConfigureAwait(false);
+            conn = await UpgradeCoreAsync(raw, Direction.Inbound, null, _stopping.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -224,7 +224,7 @@ public sealed class Libp2pHost : IAsyncDisposable
     };
 
     /// <summary>pnet → multistream → Noise → (early muxer | multistream) → yamux, each step under a timeout.</summary>
-    private async Task<Connection> UpgradeAsync(RawConnection raw, Direction dir, PeerId? expected, CancellationToken ct)
+    private async Task<Connection> UpgradeCoreAsync(RawConnection raw, Direction dir, PeerId? expected, CancellationToken ct)
     {
         var outbound = dir == Direction.Outbound;
         var step = Options.Timeouts.HandshakeStep;
@@ -408,6 +408,33 @@ public sealed class Libp2pHost : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Upgrades an already connected byte stream (a relayed circuit, say) exactly as a TCP connection is
+    /// upgraded — pnet, Noise, muxer, yamux, each step under its timeout — and adds the result to the
+    /// swarm. On failure the stream is aborted and the error rethrown.
+    /// </summary>
+    public async Task<Connection> UpgradeAsync(RawConnection raw, Direction direction, PeerId? expected, CancellationToken ct = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        Connection conn;
+        try
+        {
+            conn = await UpgradeCoreAsync(raw, direction, expected, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            raw.Abort();
+            await raw.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        if (!TryAdd(conn, out var why))
+        {
+            await conn.DisposeAsync().ConfigureAwait(false);
+            throw new InvalidOperationException($"connection refused locally: {why}");
+        }
+        return conn;
+    }
+
     /// <summary>An open connection to <paramref name="peer"/>, if any.</summary>
     public Connection? GetConnection(PeerId peer)
     {
@@ -504,7 +531,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         {
             var bind = Options.ReusePort ? PickLocalBind(addr) : null;
             raw = await _tcp.DialAsync(addr.WithoutPeerId(), bind, cts.Token).ConfigureAwait(false);
-            var conn = await UpgradeAsync(raw, Direction.Outbound, expected, cts.Token).ConfigureAwait(false);
+            var conn = await UpgradeCoreAsync(raw, Direction.Outbound, expected, cts.Token).ConfigureAwait(false);
             if (!TryAdd(conn, out var why))
             {
                 await conn.DisposeAsync().ConfigureAwait(false);

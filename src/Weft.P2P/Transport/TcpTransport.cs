@@ -8,23 +8,32 @@ namespace Weft.P2P.Transport;
 /// <summary>A raw, not yet upgraded, connection: a duplex byte pipe plus its two addresses.</summary>
 public sealed class RawConnection : IAsyncDisposable
 {
-    private readonly StreamSocketPipe _pipe;
+    private readonly Action _abort;
+    private readonly Func<ValueTask> _dispose;
 
-    internal RawConnection(StreamSocketPipe pipe, Multiaddr local, Multiaddr remote)
+    /// <summary>Any connected byte stream: a TCP socket, a relayed circuit, an in-memory pipe in tests.</summary>
+    public RawConnection(IDuplexPipe transport, Multiaddr local, Multiaddr remote, Action abort, Func<ValueTask> dispose)
     {
-        _pipe = pipe;
+        Transport = transport;
         LocalAddress = local;
         RemoteAddress = remote;
+        _abort = abort;
+        _dispose = dispose;
     }
 
-    public IDuplexPipe Transport => _pipe;
+    internal RawConnection(StreamSocketPipe pipe, Multiaddr local, Multiaddr remote)
+        : this(pipe, local, remote, pipe.Abort, pipe.DisposeAsync)
+    {
+    }
+
+    public IDuplexPipe Transport { get; }
     public Multiaddr LocalAddress { get; }
     public Multiaddr RemoteAddress { get; }
 
-    /// <summary>Closes the socket now, whatever is buffered.</summary>
-    public void Abort() => _pipe.Abort();
+    /// <summary>Closes the connection now, whatever is buffered.</summary>
+    public void Abort() => _abort();
 
-    public ValueTask DisposeAsync() => _pipe.DisposeAsync();
+    public ValueTask DisposeAsync() => _dispose();
 }
 
 /// <summary>

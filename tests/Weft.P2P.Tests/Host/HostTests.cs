@@ -5,6 +5,7 @@ using Weft.P2P.Multistream;
 using Weft.P2P.Perf;
 using Weft.P2P.Ping;
 using Weft.P2P.Tests.Support;
+using Weft.P2P.Transport;
 using Weft.Wire;
 using Weft.Wire.Multiformats;
 using static Weft.P2P.Tests.Host.Hosts;
@@ -60,6 +61,26 @@ public class HostTests
         a.Peers.Updated += p => { if (p.Peer == b.PeerId && !p.Protocols.Contains("/weft/test-push/1.0.0")) gone.TrySetResult(); };
         b.Unhandle("/weft/test-push/1.0.0");
         await gone.Task.WaitAsync(Deadline);
+    }
+
+    [Fact]
+    public async Task Any_byte_stream_can_be_upgraded_into_a_connection()
+    {
+        // What a relayed circuit will do: two hosts joined by a plain duplex pipe, not a socket.
+        await using var a = await StartAsync();
+        await using var b = await StartAsync();
+        var (pa, pb) = Weft.P2P.Transport.DuplexPipePair.Create();
+        var circuit = Multiaddr.Parse("/ip4/127.0.0.1/tcp/1/p2p-circuit");
+        RawConnection Raw(System.IO.Pipelines.IDuplexPipe p) =>
+            new(p, circuit, circuit, () => { p.Input.Complete(); p.Output.Complete(); }, () => ValueTask.CompletedTask);
+        var inbound = b.UpgradeAsync(Raw(pb), Direction.Inbound, null);
+        var outbound = await a.UpgradeAsync(Raw(pa), Direction.Outbound, b.PeerId).WaitAsync(Deadline);
+        Assert.Equal(b.PeerId, outbound.RemotePeer);
+        Assert.Equal(a.PeerId, (await inbound.WaitAsync(Deadline)).RemotePeer);
+        Assert.Same(outbound, a.GetConnection(b.PeerId));
+        await using var ps = await PingService.OpenAsync(outbound, default).WaitAsync(Deadline);
+        await PingService.PingAsync(ps, a.Time, default).WaitAsync(Deadline);
+        Assert.NotNull(await outbound.Identified.WaitAsync(Deadline));
     }
 
     [Fact]
