@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using Weft.Wire.Protobuf;
 
 namespace Weft.P2P.IO;
 
@@ -52,28 +53,5 @@ public static class PipeMessages
     {
         LengthPrefixed.Write(writer, message);
         return writer.FlushAsync(ct);
-    }
-}
-
-/// <summary>uvarint(len) ‖ bytes framing, as used by identify, relay, DCUtR, kad and others.</summary>
-public static class LengthPrefixed
-{
-    public static bool TryRead(ref ReadOnlySequence<byte> input, int maxLength, string protocol, out byte[] value)
-    {
-        value = [];
-        var probe = input;
-        if (!Weft.Wire.Multiformats.Varint.TryRead(ref probe, out var len)) return false;
-        if (len > (ulong)maxLength)
-            throw new Weft.Wire.ProtocolViolationException(protocol, $"message of {len} bytes exceeds the limit of {maxLength}");
-        if (probe.Length < (long)len) return false;
-        value = probe.Slice(0, (long)len).ToArray();
-        input = probe.Slice((long)len);
-        return true;
-    }
-
-    public static void Write(IBufferWriter<byte> writer, ReadOnlySpan<byte> message)
-    {
-        Weft.Wire.Multiformats.Varint.Write(writer, (ulong)message.Length);
-        writer.Write(message);
     }
 }

@@ -18,7 +18,7 @@ public enum HolePunchType
 /// without it decodes as <see cref="HolePunchType.Connect"/> (the proto2 default, as go reads it). Observed
 /// addresses that are empty or do not parse are dropped; unknown fields are skipped; an undefined type number is carried through.
 /// </summary>
-public sealed record HolePunchMessage
+public sealed record HolePunchMessage : ProtoMessage
 {
     /// <summary>Protocol ID of DCUtR.</summary>
     public const string ProtocolId = "/libp2p/dcutr";
@@ -35,30 +35,6 @@ public sealed record HolePunchMessage
 
     /// <summary>The sender's observed (and predicted) addresses.</summary>
     public IReadOnlyList<Multiaddr> ObsAddrs { get; init; } = [];
-
-    /// <summary>The protobuf (no length prefix).</summary>
-    public byte[] ToProtobuf()
-    {
-        using var w = new ProtoWriter(64);
-        WriteTo(w);
-        return w.ToArray();
-    }
-
-    /// <summary>The uvarint length prefix followed by the protobuf.</summary>
-    public byte[] ToLengthPrefixedArray()
-    {
-        using var w = new ProtoWriter(64);
-        WriteTo(w);
-        return w.ToLengthPrefixedArray();
-    }
-
-    /// <summary>Appends the uvarint length prefix and the protobuf to <paramref name="output"/>.</summary>
-    public void WriteLengthPrefixedTo(IBufferWriter<byte> output)
-    {
-        using var w = new ProtoWriter(64);
-        WriteTo(w);
-        w.WriteLengthPrefixedTo(output);
-    }
 
     /// <summary>Decodes a protobuf. Throws <see cref="ProtocolViolationException"/> ("dcutr") when malformed or too long.</summary>
     public static HolePunchMessage FromProtobuf(ReadOnlySpan<byte> data)
@@ -102,9 +78,9 @@ public sealed record HolePunchMessage
     /// malformed or oversized input throws <see cref="ProtocolViolationException"/>.
     /// </summary>
     public static bool TryRead(ref ReadOnlySequence<byte> input, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out HolePunchMessage? value) =>
-        RelayProtocol.TryReadFramed(ref input, MaxMessageLength, Codec, FromProtobuf, out value);
+        LengthPrefixed.TryRead(ref input, MaxMessageLength, Codec, FromProtobuf, out value);
 
-    private void WriteTo(ProtoWriter w)
+    protected override void WriteTo(ProtoWriter w)
     {
         w.WriteInt32(1, (int)Type);
         foreach (Multiaddr a in ObsAddrs)

@@ -19,7 +19,7 @@ public enum HopMessageType
 /// a repeated singular field keeps its last value, and an undefined <see cref="Type"/> or
 /// <see cref="Status"/> number is carried through for the handler to answer UNEXPECTED_MESSAGE.
 /// </summary>
-public sealed record HopMessage
+public sealed record HopMessage : ProtoMessage
 {
     public required HopMessageType Type { get; init; }
 
@@ -30,30 +30,6 @@ public sealed record HopMessage
     public RelayLimit? Limit { get; init; }
 
     public RelayStatus? Status { get; init; }
-
-    /// <summary>The protobuf (no length prefix).</summary>
-    public byte[] ToProtobuf()
-    {
-        using var w = new ProtoWriter(64);
-        WriteTo(w);
-        return w.ToArray();
-    }
-
-    /// <summary>The uvarint length prefix followed by the protobuf, as sent on a hop stream.</summary>
-    public byte[] ToLengthPrefixedArray()
-    {
-        using var w = new ProtoWriter(64);
-        WriteTo(w);
-        return w.ToLengthPrefixedArray();
-    }
-
-    /// <summary>Appends the uvarint length prefix and the protobuf to <paramref name="output"/>.</summary>
-    public void WriteLengthPrefixedTo(IBufferWriter<byte> output)
-    {
-        using var w = new ProtoWriter(64);
-        WriteTo(w);
-        w.WriteLengthPrefixedTo(output);
-    }
 
     /// <summary>
     /// Decodes a protobuf. Throws <see cref="ProtocolViolationException"/> ("relay") when it is malformed, longer
@@ -117,9 +93,9 @@ public sealed record HopMessage
     /// malformed or oversized input throws <see cref="ProtocolViolationException"/>.
     /// </summary>
     public static bool TryRead(ref ReadOnlySequence<byte> input, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out HopMessage? value) =>
-        RelayProtocol.TryReadFramed(ref input, RelayProtocol.MaxMessageLength, RelayProtocol.Codec, FromProtobuf, out value);
+        LengthPrefixed.TryRead(ref input, RelayProtocol.MaxMessageLength, RelayProtocol.Codec, FromProtobuf, out value);
 
-    private void WriteTo(ProtoWriter w)
+    protected override void WriteTo(ProtoWriter w)
     {
         w.WriteInt32(1, (int)Type);
         if (Peer is not null || Reservation is not null || Limit is not null)

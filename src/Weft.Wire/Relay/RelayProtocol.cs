@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Diagnostics.CodeAnalysis;
 using Weft.Wire.Multiformats;
 
 namespace Weft.Wire.Relay;
@@ -24,48 +22,6 @@ public static class RelayProtocol
 
     /// <summary>Codec name used in <see cref="ProtocolViolationException"/>.</summary>
     internal const string Codec = "relay";
-
-    internal delegate T SpanParser<T>(ReadOnlySpan<byte> data);
-
-    /// <summary>
-    /// Reads one uvarint-length-prefixed message and parses it with <paramref name="parse"/>. False: more bytes
-    /// are needed and <paramref name="input"/> is untouched. A length above <paramref name="maxLength"/> throws.
-    /// </summary>
-    internal static bool TryReadFramed<T>(
-        ref ReadOnlySequence<byte> input, int maxLength, string codec, SpanParser<T> parse, [MaybeNullWhen(false)] out T value)
-    {
-        value = default;
-        ReadOnlySequence<byte> probe = input;
-        if (!Varint.TryRead(ref probe, out ulong length))
-        {
-            return false;
-        }
-
-        if (length > (ulong)maxLength)
-        {
-            throw new ProtocolViolationException(codec, $"message of {length} bytes exceeds the limit of {maxLength}");
-        }
-
-        if ((ulong)probe.Length < length)
-        {
-            return false;
-        }
-
-        ReadOnlySequence<byte> body = probe.Slice(0, (long)length);
-        if (body.IsSingleSegment)
-        {
-            value = parse(body.FirstSpan);
-        }
-        else
-        {
-            Span<byte> copy = stackalloc byte[(int)length];
-            body.CopyTo(copy);
-            value = parse(copy);
-        }
-
-        input = probe.Slice(body.End);
-        return true;
-    }
 
     /// <summary>
     /// Adds a list entry as a multiaddr; entries that are empty or do not parse (a newer peer may use protocols we
