@@ -72,13 +72,36 @@ public class BadPeerTests
         }
     }
 
+    /// <summary>A victim host, and a friend whose connection to it the victim has fully accepted.</summary>
+    private sealed class Scene : IAsyncDisposable
+    {
+        public required ListLoggerProvider Logs { get; init; }
+        public required Libp2pHost Victim { get; init; }
+        public required Libp2pHost Friend { get; init; }
+        public required Connection Healthy { get; init; }
+
+        public static async Task<Scene> StartAsync()
+        {
+            var logs = new ListLoggerProvider();
+            var victim = await StartVictim(logs);
+            var friend = await Hosts.StartAsync();
+            return new Scene { Logs = logs, Victim = victim, Friend = friend, Healthy = await HealthyConnection(victim, friend) };
+        }
+
+        public Task AssertStillServes() => BadPeerTests.AssertStillServes(Friend, Healthy, Logs);
+
+        public async ValueTask DisposeAsync()
+        {
+            await Friend.DisposeAsync();
+            await Victim.DisposeAsync();
+        }
+    }
+
     [Fact]
     public async Task Malformed_noise_message_is_refused()
     {
-        var logs = new ListLoggerProvider();
-        await using var victim = await StartVictim(logs);
-        await using var friend = await StartAsync();
-        var healthy = await HealthyConnection(victim, friend);
+        await using var scene = await Scene.StartAsync();
+        var (logs, victim) = (scene.Logs, scene.Victim);
 
         var (s, pipe) = await RawConnect(victim);
         using (s)
@@ -89,16 +112,14 @@ public class BadPeerTests
             await AssertClosedWithin(s, TimeSpan.FromSeconds(5));
         }
         Assert.Contains("noise", await logs.WaitFor("protocol violation").WaitAsync(Deadline));
-        await AssertStillServes(friend, healthy, logs);
+        await scene.AssertStillServes();
     }
 
     [Fact]
     public async Task Stalling_mid_handshake_is_cut_off_at_the_step_timeout()
     {
-        var logs = new ListLoggerProvider();
-        await using var victim = await StartVictim(logs);
-        await using var friend = await StartAsync();
-        var healthy = await HealthyConnection(victim, friend);
+        await using var scene = await Scene.StartAsync();
+        var (logs, victim) = (scene.Logs, scene.Victim);
 
         var (s, pipe) = await RawConnect(victim);
         using (s)
@@ -110,7 +131,7 @@ public class BadPeerTests
             Assert.True(DateTime.UtcNow - started >= Step - TimeSpan.FromMilliseconds(100));
         }
         await logs.WaitFor("(TimeoutException)").WaitAsync(Deadline);
-        await AssertStillServes(friend, healthy, logs);
+        await scene.AssertStillServes();
     }
 
     [Fact]
@@ -126,10 +147,8 @@ public class BadPeerTests
     [Fact]
     public async Task Oversized_yamux_frame_closes_that_connection_only()
     {
-        var logs = new ListLoggerProvider();
-        await using var victim = await StartVictim(logs);
-        await using var friend = await StartAsync();
-        var healthy = await HealthyConnection(victim, friend);
+        await using var scene = await Scene.StartAsync();
+        var (logs, victim) = (scene.Logs, scene.Victim);
 
         var (s, pipe) = await RawConnect(victim);
         using (s)
@@ -150,7 +169,7 @@ public class BadPeerTests
             await AssertClosedWithin(s, TimeSpan.FromSeconds(5));
         }
         Assert.Contains("yamux", await logs.WaitFor("protocol violation").WaitAsync(Deadline));
-        await AssertStillServes(friend, healthy, logs);
+        await scene.AssertStillServes();
     }
 
     [Fact]
