@@ -39,6 +39,9 @@ public sealed class Connection : IAsyncDisposable
     public Multiaddr RemoteAddress => _raw.RemoteAddress;
     public Multiaddr LocalAddress => _raw.LocalAddress;
     public Direction Direction { get; }
+
+    /// <summary>True for a connection carried through a relay (its remote address is a <c>/p2p-circuit</c> one).</summary>
+    public bool IsRelayed => RemoteAddress.IsCircuit;
     public string Security => NoiseSecurity.ProtocolId;
     public string Muxer { get; }
 

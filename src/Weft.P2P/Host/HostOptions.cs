@@ -50,6 +50,9 @@ public sealed record ConnectionLimits
 
     /// <summary>TCP listen backlog.</summary>
     public int ListenBacklog { get; init; } = 512;
+
+    /// <summary>Relayed (circuit) connections held at once, inbound and outbound together. Each rides a stream of a relay connection.</summary>
+    public int MaxRelayedConnections { get; init; } = 128;
 }
 
 public sealed record HostTimeouts
@@ -65,4 +68,7 @@ public sealed record HostTimeouts
 
     /// <summary>Reading the peer's identify answer.</summary>
     public TimeSpan Identify { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Head start direct addresses get over relayed ones when a peer has both.</summary>
+    public TimeSpan RelayDialDelay { get; init; } = TimeSpan.FromMilliseconds(500);
 }

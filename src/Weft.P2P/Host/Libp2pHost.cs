@@ -23,6 +23,51 @@ public sealed record IncomingStream(YamuxStream Stream, Connection Connection, s
 
 public delegate Task StreamHandler(IncomingStream stream, CancellationToken ct);
 
+/// <summary>
+/// A hole punch under way (<see cref="Libp2pHost.ExpectPunch"/>): which peer and role a connection reaching our
+/// listener from the punched addresses gets, and what became of such connections.
+/// </summary>
+public sealed class PunchExpectation : IDisposable
+{
+    private readonly Action _unregister;
+    private readonly TaskCompletionSource<Connection> _inbound = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _running;
+    private int _disposed;
+
+    internal PunchExpectation(PeerId peer, Direction role, Action unregister)
+    {
+        Peer = peer;
+        Role = role;
+        _unregister = unregister;
+    }
+
+    public PeerId Peer { get; }
+    public Direction Role { get; }
+
+    /// <summary>The first connection from the punched addresses that reached our listener and was upgraded.</summary>
+    public Task<Connection> Inbound => _inbound.Task;
+
+    /// <summary>Upgrades of such connections still running.</summary>
+    public bool InboundRunning => Volatile.Read(ref _running) > 0;
+
+    /// <summary>Raised when an inbound upgrade from the punched addresses ends (whatever the outcome).</summary>
+    public event Action? InboundEnded;
+
+    internal void OnInboundStarted() => Interlocked.Increment(ref _running);
+
+    internal void OnInboundEnded(Connection? conn)
+    {
+        if (conn is not null) _inbound.TrySetResult(conn);
+        Interlocked.Decrement(ref _running);
+        InboundEnded?.Invoke();
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) _unregister();
+    }
+}
+
 /// <summary>Every address of a peer failed.</summary>
 public sealed class DialFailedException(PeerId? peer, IReadOnlyList<(Multiaddr Address, Exception Error)> errors)
     : Exception($"dial {(peer is null ? "" : peer + " ")}failed: " +
@@ -43,14 +88,17 @@ public sealed class Libp2pHost : IAsyncDisposable
 
     private readonly ILogger _log;
     private readonly TcpTransport _tcp;
-    private readonly ConcurrentDictionary<string, (StreamHandler Handler, bool Hidden)> _handlers = new();
+    private readonly ConcurrentDictionary<string, (StreamHandler Handler, bool Hidden, int MaxInbound)> _handlers = new();
+    private readonly ConcurrentDictionary<string, IReadOnlyList<Multiaddr>> _addressSources = new();
     private readonly ConcurrentDictionary<PeerId, List<Connection>> _conns = new();
     private readonly ConcurrentDictionary<PeerId, Task<Connection>> _pendingDials = new();
+    private readonly ConcurrentDictionary<IPEndPoint, PunchExpectation> _punching = new();
     private readonly List<TcpListenerHandle> _listeners = [];
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<Task> _loops = [];
     private int _pendingInbound;
     private int _connectionCount;
+    private int _relayedCount;
     private int _disposed;
 
     public Libp2pHost(HostOptions options, ILoggerFactory? loggers = null, TimeProvider? time = null, P2PMetrics? metrics = null)
@@ -82,20 +130,69 @@ public sealed class Libp2pHost : IAsyncDisposable
     /// <summary>The addresses we actually listen on (ports resolved; wildcard expanded to interface addresses).</summary>
     public IReadOnlyList<Multiaddr> ListenAddresses { get; private set; } = [];
 
-    /// <summary>What we tell peers in identify: listen addresses plus announced ones.</summary>
-    public IReadOnlyList<Multiaddr> AdvertisedAddresses => ListenAddresses.Concat(Options.AnnounceAddresses).Distinct().ToList();
+    /// <summary>What we tell peers in identify: listen addresses, announced ones, then those other services add (relay circuits, confirmed public addresses).</summary>
+    public IReadOnlyList<Multiaddr> AdvertisedAddresses =>
+        ListenAddresses.Concat(Options.AnnounceAddresses).Concat(_addressSources.OrderBy(kv => kv.Key, StringComparer.Ordinal).SelectMany(kv => kv.Value)).Distinct().ToList();
+
+    /// <summary>Raised when <see cref="AdvertisedAddresses"/> changes through <see cref="SetAddresses"/>.</summary>
+    public event Action? AddressesChanged;
+
+    /// <summary>
+    /// Replaces the addresses a service (named by <paramref name="source"/>, e.g. "relay", "autonat") adds to
+    /// <see cref="AdvertisedAddresses"/>. A change is pushed to connected peers (identify push).
+    /// </summary>
+    public void SetAddresses(string source, IReadOnlyList<Multiaddr> addrs)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(source);
+        var list = addrs.Distinct().ToList();
+        if (_addressSources.TryGetValue(source, out var old) && old.SequenceEqual(list)) return;
+        if (list.Count == 0) _addressSources.TryRemove(source, out _);
+        else _addressSources[source] = list;
+        Identify?.OnLocalChange();
+        try { AddressesChanged?.Invoke(); } catch (Exception ex) { Log.HandlerFailed(_log, "addresses-changed", source, ex.Message); }
+    }
+
+    /// <summary>
+    /// How peers on direct connections see us (identify's observed address), most reported first: our NAT's
+    /// public mapping when we are behind one. Not advertised by itself (AutoNAT confirms before that).
+    /// </summary>
+    public IReadOnlyList<Multiaddr> ObservedAddresses
+    {
+        get
+        {
+            var counts = new Dictionary<Multiaddr, int>();
+            foreach (var c in Connections)
+            {
+                if (c.IsRelayed || Peers.Get(c.RemotePeer)?.ObservedUs is not { } o || o.IsCircuit) continue;
+                var a = o.WithoutPeerId();
+                counts[a] = counts.GetValueOrDefault(a) + 1;
+            }
+            return counts.OrderByDescending(kv => kv.Value).Select(kv => kv.Key).ToList();
+        }
+    }
+
+    /// <summary>
+    /// Dials relayed (<c>/p2p-circuit</c>) addresses for the swarm; set by the relay client. Null = such
+    /// addresses are not dialable.
+    /// </summary>
+    public Func<Multiaddr, CancellationToken, Task<Connection>>? CircuitDialer { get; set; }
 
     /// <summary>Protocols with a handler (as announced in identify).</summary>
     public IReadOnlyList<string> Protocols => _handlers.Where(h => !h.Value.Hidden).Select(h => h.Key).Order(StringComparer.Ordinal).ToList();
 
     public int ConnectionCount => Volatile.Read(ref _connectionCount);
 
-    /// <summary>Registers the handler for inbound streams of <paramref name="protocol"/>.</summary>
-    public void Handle(string protocol, StreamHandler handler, bool hidden = false)
+    /// <summary>
+    /// Registers the handler for inbound streams of <paramref name="protocol"/>. At most
+    /// <paramref name="maxInboundPerConnection"/> (default <see cref="ConnectionLimits.MaxInboundStreamsPerProtocol"/>)
+    /// of its streams run at once on one connection; past that new ones are reset.
+    /// </summary>
+    public void Handle(string protocol, StreamHandler handler, bool hidden = false, int? maxInboundPerConnection = null)
     {
         if (string.IsNullOrEmpty(protocol) || protocol.Length > Wire.Multistream.MultistreamMessage.MaxProtocolIdLength)
             throw new ArgumentException("bad protocol id", nameof(protocol));
-        _handlers[protocol] = (handler, hidden);
+        if (maxInboundPerConnection is <= 0) throw new ArgumentOutOfRangeException(nameof(maxInboundPerConnection));
+        _handlers[protocol] = (handler, hidden, maxInboundPerConnection ?? Options.Limits.MaxInboundStreamsPerProtocol);
         Identify?.OnLocalChange();
     }
 
@@ -190,9 +287,14 @@ public sealed class Libp2pHost : IAsyncDisposable
     private async Task HandleInboundAsync(RawConnection raw)
     {
         Connection? conn = null;
+        PunchExpectation? punch = null;
         try
         {
-            conn = await UpgradeCoreAsync(raw, Direction.Inbound, null, _stopping.Token).ConfigureAwait(false);
+            // During a hole punch the peer's dial may reach our listener instead of meeting ours in a
+            // simultaneous open; it then takes the role agreed for the punch, not the usual listener's one.
+            punch = raw.RemoteAddress.TryGetTcpEndPoint(out var from) && from is not null && _punching.TryGetValue(from, out var p) ? p : null;
+            punch?.OnInboundStarted();
+            conn = await UpgradeCoreAsync(raw, punch?.Role ?? Direction.Inbound, punch?.Peer, _stopping.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -201,6 +303,7 @@ public sealed class Libp2pHost : IAsyncDisposable
             else if (ex is not OperationCanceledException || !_stopping.IsCancellationRequested) Log.InboundFailed(_log, raw.RemoteAddress.ToString(), ex.GetType().Name, ex.Message);
             raw.Abort();
             await raw.DisposeAsync().ConfigureAwait(false);
+            punch?.OnInboundEnded(null);
             return;
         }
         finally
@@ -211,7 +314,10 @@ public sealed class Libp2pHost : IAsyncDisposable
         {
             Log.LimitReached(_log, raw.RemoteAddress.ToString(), why, 0);
             await conn.DisposeAsync().ConfigureAwait(false);
+            punch?.OnInboundEnded(null);
+            return;
         }
+        punch?.OnInboundEnded(conn);
     }
 
     private static string Reason(Exception ex) => ex switch
@@ -304,12 +410,20 @@ public sealed class Libp2pHost : IAsyncDisposable
             why = nameof(ConnectionLimits.MaxConnections);
             return false;
         }
+        if (conn.IsRelayed && Interlocked.Increment(ref _relayedCount) > Options.Limits.MaxRelayedConnections)
+        {
+            Interlocked.Decrement(ref _relayedCount);
+            Interlocked.Decrement(ref _connectionCount);
+            why = nameof(ConnectionLimits.MaxRelayedConnections);
+            return false;
+        }
         var list = _conns.GetOrAdd(conn.RemotePeer, _ => []);
         lock (list)
         {
             if (list.Count >= Options.Limits.MaxConnectionsPerPeer)
             {
                 Interlocked.Decrement(ref _connectionCount);
+                if (conn.IsRelayed) Interlocked.Decrement(ref _relayedCount);
                 why = nameof(ConnectionLimits.MaxConnectionsPerPeer);
                 return false;
             }
@@ -332,7 +446,11 @@ public sealed class Libp2pHost : IAsyncDisposable
         {
             bool removed;
             lock (list) removed = list.Remove(conn);
-            if (removed) Interlocked.Decrement(ref _connectionCount);
+            if (removed)
+            {
+                Interlocked.Decrement(ref _connectionCount);
+                if (conn.IsRelayed) Interlocked.Decrement(ref _relayedCount);
+            }
             lock (list) if (list.Count == 0) _conns.TryRemove(new KeyValuePair<PeerId, List<Connection>>(conn.RemotePeer, list));
         }
         var reason = completion.Exception?.GetBaseException();
@@ -386,9 +504,9 @@ public sealed class Libp2pHost : IAsyncDisposable
         var active = conn.ActiveInbound.AddOrUpdate(protocol, 1, (_, n) => n + 1);
         try
         {
-            if (active > Options.Limits.MaxInboundStreamsPerProtocol)
+            if (active > h.MaxInbound)
             {
-                Log.LimitReached(_log, conn.RemotePeer.ToString(), nameof(ConnectionLimits.MaxInboundStreamsPerProtocol) + " " + protocol, Options.Limits.MaxInboundStreamsPerProtocol);
+                Log.LimitReached(_log, conn.RemotePeer.ToString(), nameof(ConnectionLimits.MaxInboundStreamsPerProtocol) + " " + protocol, h.MaxInbound);
                 stream.Reset();
                 return;
             }
@@ -435,12 +553,34 @@ public sealed class Libp2pHost : IAsyncDisposable
         return conn;
     }
 
-    /// <summary>An open connection to <paramref name="peer"/>, if any.</summary>
+    /// <summary>An open connection to <paramref name="peer"/>, if any; a direct one is preferred to a relayed one.</summary>
     public Connection? GetConnection(PeerId peer)
     {
         if (!_conns.TryGetValue(peer, out var list)) return null;
-        lock (list) return list.FirstOrDefault(c => !c.IsClosed);
+        lock (list)
+        {
+            Connection? relayed = null;
+            foreach (var c in list)
+            {
+                if (c.IsClosed) continue;
+                if (!c.IsRelayed) return c;
+                relayed ??= c;
+            }
+            return relayed;
+        }
     }
+
+    /// <summary>An open direct (not relayed) connection to <paramref name="peer"/>, if any.</summary>
+    public Connection? GetDirectConnection(PeerId peer) => GetConnection(peer) is { IsRelayed: false } c ? c : null;
+
+    /// <summary>Connections open to <paramref name="peer"/>.</summary>
+    public IReadOnlyList<Connection> ConnectionsTo(PeerId peer)
+    {
+        if (!_conns.TryGetValue(peer, out var list)) return [];
+        lock (list) return list.Where(c => !c.IsClosed).ToList();
+    }
+
+    public int RelayedConnectionCount => Volatile.Read(ref _relayedCount);
 
     public IReadOnlyList<Connection> Connections => _conns.Values.SelectMany(l => { lock (l) return l.ToList(); }).ToList();
 
@@ -449,7 +589,69 @@ public sealed class Libp2pHost : IAsyncDisposable
     {
         var peer = addr.PeerId;
         if (peer is not null) return DialPeerAsync(peer, [addr], ct);
+        if (addr.IsCircuit) throw new ArgumentException("a relayed address needs the target's /p2p/<id> at the end", nameof(addr));
         return DialOneAsync(addr, null, ct);
+    }
+
+    /// <summary>
+    /// Dials <paramref name="addr"/> on a fresh TCP connection (never an existing one, never from the listen
+    /// port), upgrades it, checks the peer is <paramref name="expected"/>, then closes it without adding it to
+    /// the swarm. AutoNAT's dial-back: does this address reach that peer from outside?
+    /// </summary>
+    public async Task ProbeDialAsync(Multiaddr addr, PeerId expected, CancellationToken ct = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (!TcpTransport.CanHandle(addr)) throw new NotSupportedException($"no transport for {addr}");
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct, _stopping.Token);
+        cts.CancelAfter(Options.Timeouts.Dial);
+        RawConnection? raw = null;
+        try
+        {
+            raw = await _tcp.DialAsync(addr.WithoutPeerId(), null, cts.Token).ConfigureAwait(false);
+            var conn = await UpgradeCoreAsync(raw, Direction.Outbound, expected, cts.Token).ConfigureAwait(false);
+            await conn.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            if (raw is not null) { raw.Abort(); await raw.DisposeAsync().ConfigureAwait(false); }
+            throw new TimeoutException($"dial {addr} timed out after {Options.Timeouts.Dial.TotalSeconds:0.#} s");
+        }
+        catch
+        {
+            if (raw is not null) { raw.Abort(); await raw.DisposeAsync().ConfigureAwait(false); }
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Until disposed, connections reaching our listener from <paramref name="from"/> are upgraded with
+    /// <paramref name="role"/> and must be <paramref name="peer"/>: a hole punch whose peer's SYN met our
+    /// listener rather than our own SYN.
+    /// </summary>
+    public PunchExpectation ExpectPunch(PeerId peer, IEnumerable<IPEndPoint> from, Direction role)
+    {
+        var added = new List<IPEndPoint>();
+        PunchExpectation? e = null;
+        e = new PunchExpectation(peer, role, () => { foreach (var ep in added) _punching.TryRemove(new KeyValuePair<IPEndPoint, PunchExpectation>(ep, e!)); });
+        foreach (var ep in from.Distinct())
+            if (_punching.TryAdd(ep, e)) added.Add(ep);
+        return e;
+    }
+
+    /// <summary>
+    /// Opens a TCP connection to <paramref name="addr"/> from our listen port (SO_REUSEPORT), for a hole
+    /// punch's simultaneous open. Not upgraded: the caller chooses the handshake role and calls
+    /// <see cref="UpgradeAsync"/>.
+    /// </summary>
+    public async Task<RawConnection> DialRawFromListenPortAsync(Multiaddr addr, CancellationToken ct = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (!addr.TryGetTcpEndPoint(out var ep) || ep is null) throw new NotSupportedException($"not a TCP address: {addr}");
+        var l = _listeners.Select(x => x.EndPoint).FirstOrDefault(x => x.AddressFamily == ep.AddressFamily)
+            ?? throw new InvalidOperationException($"no {ep.AddressFamily} listener to dial from");
+        if (!Options.ReusePort) throw new InvalidOperationException("dialling from the listen port needs HostOptions.ReusePort");
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct, _stopping.Token);
+        return await _tcp.DialAsync(addr.WithoutPeerId(), new IPEndPoint(l.Address, l.Port), cts.Token).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -479,18 +681,30 @@ public sealed class Libp2pHost : IAsyncDisposable
     private async Task<Connection> DialManyAsync(PeerId peer, IReadOnlyList<Multiaddr> addrs)
     {
         var started = Time.GetTimestamp();
-        var candidates = addrs.Where(TcpTransport.CanHandle).Select(a => a.WithoutPeerId()).Distinct().ToList();
+        var circuitDialer = CircuitDialer;
+        bool Dialable(Multiaddr a) => a.IsCircuit ? circuitDialer is not null && a.Decapsulate(MultiaddrProtocol.P2PCircuit)?.PeerId is not null : TcpTransport.CanHandle(a);
+        var candidates = addrs.Where(Dialable).Select(a => a.WithoutPeerId()).Distinct().ToList();
         var errors = new List<(Multiaddr, Exception)>();
-        foreach (var a in addrs.Where(a => !TcpTransport.CanHandle(a)))
-            errors.Add((a, new NotSupportedException("no transport for this address")));
+        foreach (var a in addrs.Where(a => !Dialable(a)))
+            errors.Add((a, new NotSupportedException(a.IsCircuit ? "relayed address, but no relay client (or no relay peer ID in it)" : "no transport for this address")));
         if (candidates.Count == 0) throw new DialFailedException(peer, errors);
+        var anyDirect = candidates.Any(a => !a.IsCircuit);
 
         using var cancelRest = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         using var gate = new SemaphoreSlim(Options.Limits.MaxConcurrentDialsPerPeer);
         var tasks = candidates.Select(async a =>
         {
+            var full = a.Encapsulate("/p2p/" + peer);
+            if (a.IsCircuit)
+            {
+                // Direct addresses get a head start; a relay is the fallback (and costs the relay bandwidth).
+                if (anyDirect) await Task.Delay(Options.Timeouts.RelayDialDelay, Time, cancelRest.Token).ConfigureAwait(false);
+                using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancelRest.Token);
+                cts.CancelAfter(Options.Timeouts.Dial);
+                return await circuitDialer!(full, cts.Token).ConfigureAwait(false);
+            }
             await gate.WaitAsync(cancelRest.Token).ConfigureAwait(false);
-            try { return await DialOneAsync(a.Encapsulate("/p2p/" + peer), peer, cancelRest.Token).ConfigureAwait(false); }
+            try { return await DialOneAsync(full, peer, cancelRest.Token).ConfigureAwait(false); }
             finally { gate.Release(); }
         }).ToList();
         var remaining = tasks.ToList();

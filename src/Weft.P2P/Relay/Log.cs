@@ -27,4 +27,10 @@ internal static partial class Log
 
     [LoggerMessage(707, LogLevel.Debug, "Relay client: reserved on {Relay} until {Expire}")]
     public static partial void Reserved(ILogger logger, string relay, DateTimeOffset expire);
+
+    [LoggerMessage(708, LogLevel.Information, "Relay client: reserving on {Relay} failed: {Error}; retrying in {Seconds:0.##} s")]
+    public static partial void ReserveFailed(ILogger logger, string relay, string error, double seconds);
+
+    [LoggerMessage(709, LogLevel.Information, "Relay client: reservation on {Relay} lost: {Reason}")]
+    public static partial void ReservationLost(ILogger logger, string relay, string reason);
 }

@@ -48,12 +48,16 @@ public static class RelayClient
     public static TimeSpan DurationFromWire(uint duration) =>
         duration > MaxDurationSeconds ? TimeSpan.FromMilliseconds(duration) : TimeSpan.FromSeconds(duration);
 
-    /// <summary>Installs the stop handler so relays can hand us relayed connections.</summary>
+    /// <summary>
+    /// Installs the stop handler so relays can hand us relayed connections (as many per relay connection as
+    /// <see cref="ConnectionLimits.MaxRelayedConnections"/>), and lets the swarm dial <c>/p2p-circuit</c> addresses.
+    /// </summary>
     public static void Register(Libp2pHost host)
     {
         ArgumentNullException.ThrowIfNull(host);
         var log = host.Loggers.CreateLogger("Weft.P2P.Relay");
-        host.Handle(RelayProtocol.StopProtocolId, (s, ct) => HandleStopAsync(host, log, s, ct));
+        host.Handle(RelayProtocol.StopProtocolId, (s, ct) => HandleStopAsync(host, log, s, ct), maxInboundPerConnection: host.Options.Limits.MaxRelayedConnections);
+        host.CircuitDialer = (addr, ct) => DialViaRelayAsync(host, addr, ct);
     }
 
     private static (Multiaddr Relay, PeerId RelayId) RelayPart(Multiaddr addr, string name)

@@ -44,6 +44,32 @@ public static class Hosts
         finally { host.ConnectionOpened -= On; }
     }
 
+    /// <summary>Sends <paramref name="payload"/> on a new echo stream over <paramref name="conn"/> and returns what came back.</summary>
+    public static async Task<byte[]> EchoAsync(Connection conn, byte[] payload)
+    {
+        var echo = await conn.OpenStreamAsync(Weft.P2P.Echo.EchoService.ProtocolId, CancellationToken.None).WaitAsync(Deadline);
+        await using var _ = echo;
+        var send = Task.Run(async () =>
+        {
+            await echo.Output.WriteAsync(payload);
+            await echo.Output.CompleteAsync();
+        });
+        using var received = new MemoryStream();
+        while (true)
+        {
+            var r = await echo.Input.ReadAsync().AsTask().WaitAsync(Deadline);
+            foreach (var seg in r.Buffer)
+            {
+                if (received.Length + seg.Length > payload.Length) throw new InvalidOperationException("echo returned more than was sent");
+                received.Write(seg.Span);
+            }
+            echo.Input.AdvanceTo(r.Buffer.End);
+            if (r.IsCompleted) break;
+        }
+        await send.WaitAsync(Deadline);
+        return received.ToArray();
+    }
+
     public static byte[] Pattern(int n)
     {
         var b = new byte[n];
