@@ -20,8 +20,14 @@ public static class WeftCli
           weft key show PATH                         print the peer ID of a key file
           weft key legacy-id NODE_NAME               print the EdgeMesh-derived peer ID of a node name
           weft p2p serve [--listen MULTIADDR]... [--key PATH] [--psk PATH]
-                                                     a libp2p host serving identify, ping, perf, echo
-          weft p2p ping MULTIADDR [--count N] [--psk PATH]
+                         [--relay-service [--relay-limits default|off]] [--reserve RELAY_MULTIADDR]...
+                                                     a libp2p host serving identify, ping, perf, echo, DCUtR;
+                                                     --relay-service relays for others (circuit relay v2),
+                                                     --reserve keeps a reservation on a relay and prints
+                                                     "listening RELAY/p2p-circuit/p2p/ID"
+          weft p2p ping MULTIADDR [--count N] [--psk PATH] [--listen MULTIADDR]... [--wait-direct SECONDS]
+                                                     MULTIADDR may be a /p2p-circuit one; --wait-direct waits
+                                                     for a hole punch and prints "path direct|relayed ..."
           weft p2p perf MULTIADDR [--upload BYTES] [--download BYTES] [--psk PATH] [--json]
 
         common options: --log-level trace|debug|information|warning|error (default warning; env WEFT_LOG)

@@ -1,10 +1,12 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Weft.P2P.Dcutr;
 using Weft.P2P.Echo;
 using Weft.P2P.Host;
 using Weft.P2P.Perf;
 using Weft.P2P.Ping;
+using Weft.P2P.Relay;
 using Weft.Wire.Identity;
 using Weft.Wire.Multiformats;
 using Weft.Wire.Pnet;
@@ -19,14 +21,42 @@ public static class P2PCommands
     /// <summary>Largest PSK file we read.</summary>
     public const int MaxPskFileBytes = 64 * 1024;
 
+    public const string ServeUsage =
+        "weft p2p serve [--listen MULTIADDR]... [--key PATH] [--psk PATH] [--relay-service [--relay-limits default|off]] [--reserve RELAY_MULTIADDR]...";
+
     public static async Task<int> ServeAsync(string[] argv, ILoggerFactory loggers, CancellationToken ct)
     {
-        const string usage = "weft p2p serve [--listen MULTIADDR]... [--key PATH] [--psk PATH]";
-        var a = Args.Parse(argv, usage, ["--listen", "--key", "--psk"]);
+        const string usage = ServeUsage;
+        var a = Args.Parse(argv, usage, ["--listen", "--key", "--psk", "--relay-limits", "--reserve"], ["--relay-service"]);
         if (a.Positionals.Count > 0) throw new UsageException($"unexpected argument '{a.Positionals[0]}'\nusage: {usage}");
-        var listen = (a.GetAll("--listen").Count > 0 ? a.GetAll("--listen") : [DefaultListen]).Select(s => ParseAddr(s, "--listen")).ToList();
-        foreach (var l in listen)
-            if (!l.TryGetTcpEndPoint(out _)) throw new UsageException($"--listen {l}: only /ip4/ADDR/tcp/PORT and /ip6/ADDR/tcp/PORT can be listened on");
+        var problems = new List<string>();
+        var listen = new List<Multiaddr>();
+        foreach (var s in a.GetAll("--listen").Count > 0 ? a.GetAll("--listen") : [DefaultListen])
+        {
+            if (!TryParseAddr(s, "--listen", problems, out var l)) continue;
+            if (!l.TryGetTcpEndPoint(out _)) problems.Add($"--listen {l}: only /ip4/ADDR/tcp/PORT and /ip6/ADDR/tcp/PORT can be listened on");
+            else listen.Add(l);
+        }
+        var relays = new List<Multiaddr>();
+        foreach (var s in a.GetAll("--reserve"))
+        {
+            if (!TryParseAddr(s, "--reserve", problems, out var r)) continue;
+            if (r.PeerId is null) problems.Add($"--reserve {r}: the relay address must end with /p2p/<relay peer id>");
+            else if (r.IsCircuit) problems.Add($"--reserve {r}: a relay is reserved on directly, not through another relay");
+            else relays.Add(r);
+        }
+        if (relays.Count > RelayReservations.MaxRelays) problems.Add($"--reserve: at most {RelayReservations.MaxRelays} relays");
+        RelayLimitPolicy? limits = null;
+        switch (a.Get("--relay-limits"))
+        {
+            case null: limits = RelayLimitPolicy.Default; break;
+            case "default": limits = RelayLimitPolicy.Default; break;
+            case "off": limits = RelayLimitPolicy.Off; break;
+            case var other: problems.Add($"--relay-limits {other}: expected 'default' (2 min and 128 KiB per circuit) or 'off' (unlimited)"); break;
+        }
+        if (a.Get("--relay-limits") is not null && !a.Has("--relay-service")) problems.Add("--relay-limits needs --relay-service");
+        if (problems.Count > 0) throw new UsageException(string.Join("\n", problems) + $"\nusage: {usage}");
+
         Ed25519PrivateKey key;
         if (a.Get("--key") is { } keyPath)
         {
@@ -40,34 +70,111 @@ public static class P2PCommands
         var host = new Libp2pHost(new HostOptions { Key = key, ListenAddresses = listen, PrivateNetworkKey = LoadPsk(a.Get("--psk")) }, loggers);
         await using (host.ConfigureAwait(false))
         {
+            var output = new LineWriter();
             PingService.Register(host);
             EchoService.Register(host);
             PerfService.Register(host);
+            RelayClient.Register(host);
+            using var dcutr = DcutrService.Register(host);
+            dcutr.Completed += r => output.Write(DescribePunch(r));
+            using var relayServer = a.Has("--relay-service") ? RelayServer.Register(host, new RelayServerOptions { Limit = limits! }) : null;
             await host.StartAsync(ct).ConfigureAwait(false);
-            foreach (var addr in host.ListenAddresses) Console.WriteLine($"listening {addr}/p2p/{host.PeerId}");
-            await Console.Out.FlushAsync(ct).ConfigureAwait(false);
-            try
+            foreach (var addr in host.ListenAddresses) output.Write($"listening {addr}/p2p/{host.PeerId}");
+            if (relayServer is not null) output.Write($"relay service on, limits {(limits!.IsOff ? "off" : "default")}");
+
+            var reservations = new RelayReservations(host, relays);
+            await using (reservations.ConfigureAwait(false))
             {
-                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
+                var announced = new HashSet<Multiaddr>();
+                reservations.Reserved += r =>
+                {
+                    output.Write(string.Create(CultureInfo.InvariantCulture, $"reserved on {r.Relay} until {r.Expire:yyyy-MM-ddTHH:mm:ssZ}"));
+                    lock (announced)
+                        foreach (var c in r.CircuitAddresses)
+                            if (announced.Add(c)) output.Write($"listening {c}/p2p/{host.PeerId}");
+                };
+                reservations.Lost += (relay, why) =>
+                {
+                    output.Write($"reservation lost on {relay}: {why}");
+                    lock (announced) announced.RemoveWhere(c => c.Decapsulate(MultiaddrProtocol.P2PCircuit)?.PeerId == relay);
+                };
+                reservations.Start();
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) { }
             }
-            catch (OperationCanceledException) { }
         }
         return WeftCli.ExitOk;
     }
 
+    private static string DescribePunch(DcutrResult r) => r.Succeeded
+        ? string.Create(CultureInfo.InvariantCulture, $"direct {r.Peer} {r.Direct!.RemoteAddress} after {r.Elapsed.TotalMilliseconds:0.0} ms, {r.Attempts} attempt(s), relayed rtt {r.Rtt.TotalMilliseconds:0.000} ms")
+        : $"relayed {r.Peer}: no direct connection after {r.Attempts} attempt(s): {r.Error}";
+
+    /// <summary>Whole lines to stdout, flushed at once, from any thread.</summary>
+    private sealed class LineWriter
+    {
+        private readonly Lock _gate = new();
+
+        public void Write(string line)
+        {
+            lock (_gate)
+            {
+                Console.Out.WriteLine(line);
+                Console.Out.Flush();
+            }
+        }
+    }
+
+    private static bool TryParseAddr(string s, string what, List<string> problems, out Multiaddr addr)
+    {
+        try
+        {
+            addr = Multiaddr.Parse(s);
+            return true;
+        }
+        catch (FormatException ex)
+        {
+            problems.Add($"{what} '{s}' is not a valid multiaddr: {ex.Message}");
+            addr = null!;
+            return false;
+        }
+    }
+
+    public const string PingUsage = "weft p2p ping MULTIADDR [--count N] [--psk PATH] [--listen MULTIADDR]... [--wait-direct SECONDS]";
+
     public static async Task<int> PingAsync(string[] argv, ILoggerFactory loggers, CancellationToken ct)
     {
-        const string usage = "weft p2p ping MULTIADDR [--count N] [--psk PATH]";
-        var a = Args.Parse(argv, usage, ["--count", "--psk"]);
+        const string usage = PingUsage;
+        var a = Args.Parse(argv, usage, ["--count", "--psk", "--listen", "--wait-direct"]);
         if (a.Positionals.Count != 1) throw new UsageException($"expected one address\nusage: {usage}");
         var target = ParseAddr(a.Positionals[0], "address");
         var count = a.GetInt("--count", 4, 1, 1_000_000);
-        var host = DialOnlyHost(a, loggers);
+        var waitDirect = a.GetInt("--wait-direct", 0, 0, 3600);
+        if (waitDirect > 0 && target.PeerId is null) throw new UsageException("--wait-direct needs the target's /p2p/<id> in the address");
+        var listen = a.GetAll("--listen").Select(l => ParseAddr(l, "--listen")).ToList();
+        foreach (var l in listen)
+            if (!l.TryGetTcpEndPoint(out _)) throw new UsageException($"--listen {l}: only /ip4/ADDR/tcp/PORT and /ip6/ADDR/tcp/PORT can be listened on");
+        var host = new Libp2pHost(new HostOptions { Key = Ed25519PrivateKey.Generate(), ListenAddresses = listen, PrivateNetworkKey = LoadPsk(a.Get("--psk")) }, loggers);
         await using (host.ConfigureAwait(false))
         {
+            RelayClient.Register(host);
+            using var dcutr = DcutrService.Register(host);
+            await host.StartAsync(ct).ConfigureAwait(false);
             var started = host.Time.GetTimestamp();
             var conn = await host.DialAsync(target, ct).ConfigureAwait(false);
             Console.WriteLine($"connected to {conn.RemotePeer} at {conn.RemoteAddress} in {Ms(host.Time.GetElapsedTime(started))} ms");
+            if (waitDirect > 0)
+            {
+                // A peer we reached through a relay starts a hole punch (DCUtR) once identify is done; wait for its outcome.
+                var direct = await WaitDirectAsync(host, conn.RemotePeer, TimeSpan.FromSeconds(waitDirect), ct).ConfigureAwait(false);
+                Console.WriteLine(direct is not null
+                    ? $"path direct {direct.RemoteAddress} after {Ms(host.Time.GetElapsedTime(started))} ms"
+                    : $"path relayed {conn.RemoteAddress} (no direct connection within {waitDirect} s)");
+                conn = direct ?? conn;
+            }
             var stream = await PingService.OpenAsync(conn, ct).ConfigureAwait(false);
             await using (stream.ConfigureAwait(false))
             {
@@ -84,6 +191,26 @@ public static class P2PCommands
             }
         }
         return WeftCli.ExitOk;
+    }
+
+    private static async Task<Connection?> WaitDirectAsync(Libp2pHost host, PeerId peer, TimeSpan wait, CancellationToken ct)
+    {
+        var tcs = new TaskCompletionSource<Connection>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void On(Connection c) { if (c.RemotePeer == peer && !c.IsRelayed) tcs.TrySetResult(c); }
+        host.ConnectionOpened += On;
+        try
+        {
+            if (host.GetDirectConnection(peer) is { } now) return now;
+            return await tcs.Task.WaitAsync(wait, ct).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return null;
+        }
+        finally
+        {
+            host.ConnectionOpened -= On;
+        }
     }
 
     public static async Task<int> PerfAsync(string[] argv, ILoggerFactory loggers, CancellationToken ct)

@@ -20,7 +20,7 @@ public sealed record RelayLimitPolicy
     /// <summary>Most bytes relayed on a circuit, both directions together; null = unlimited.</summary>
     public ulong? Data { get; init; }
 
-    internal bool IsOff => Duration is null && Data is null;
+    public bool IsOff => Duration is null && Data is null;
 
     /// <summary>The Limit message for this policy (null when off).</summary>
     internal RelayLimit? ToWire() => IsOff
