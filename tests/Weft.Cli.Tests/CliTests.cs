@@ -109,6 +109,34 @@ public class P2PCommandTests
     }
 
     [Fact]
+    public async Task Serve_relays_reserves_and_ping_reaches_a_node_through_its_circuit_then_directly()
+    {
+        var dir = Directory.CreateTempSubdirectory("weft-relay-");
+        try
+        {
+            await using var relay = WeftProcess.Start("p2p", "serve", "--key", Path.Combine(dir.FullName, "relay.key"), "--relay-service", "--relay-limits", "off");
+            var relayAddr = (await relay.WaitLine("listening "))["listening ".Length..];
+            Assert.StartsWith("relay service on, limits off", await relay.WaitLine("relay service "));
+
+            await using var node = WeftProcess.Start("p2p", "serve", "--reserve", relayAddr);
+            Assert.StartsWith("reserved on " + relayAddr[(relayAddr.LastIndexOf('/') + 1)..], await node.WaitLine("reserved on "));
+            var circuit = (await node.WaitLine("listening ", l => l.Contains("/p2p-circuit/")))["listening ".Length..];
+            Assert.StartsWith(relayAddr + "/p2p-circuit/p2p/", circuit);
+
+            var ping = await WeftProcess.RunAsync("p2p", "ping", circuit, "--listen", "/ip4/127.0.0.1/tcp/0", "--wait-direct", "10", "--count", "2");
+            Assert.True(ping.Code == 0, ping.Out + ping.Err);
+            Assert.Contains("/p2p-circuit/", ping.Out.Split('\n')[0]);
+            Assert.Contains("path direct /ip4/127.0.0.1/tcp/", ping.Out);
+            Assert.Equal(2, ping.Out.Split('\n').Count(l => l.StartsWith("pong from ", StringComparison.Ordinal)));
+            Assert.StartsWith("direct ", await node.WaitLine("direct "));
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+
+    [Fact]
     public async Task Unreachable_peer_is_exit_1()
     {
         var l = new TcpListener(IPAddress.Loopback, 0);
@@ -127,6 +155,11 @@ public class P2PCommandTests
     [InlineData("p2p", "serve", "--listen", "/ip4/127.0.0.1/udp/1")]
     [InlineData("p2p", "serve", "--psk", "/nonexistent/psk")]
     [InlineData("p2p", "perf", "/ip4/127.0.0.1/tcp/1", "--upload", "lots")]
+    [InlineData("p2p", "serve", "--relay-limits", "off")]
+    [InlineData("p2p", "serve", "--relay-service", "--relay-limits", "some")]
+    [InlineData("p2p", "serve", "--relay-service", "--relay-max-circuits", "-1")]
+    [InlineData("p2p", "serve", "--reserve", "/ip4/127.0.0.1/tcp/1")]
+    [InlineData("p2p", "ping", "/ip4/127.0.0.1/tcp/1", "--wait-direct", "5")]
     [InlineData("nope")]
     public async Task Bad_usage_is_exit_2_with_a_message(params string[] args)
     {

@@ -48,13 +48,13 @@ public sealed class WeftProcess : IAsyncDisposable
     public string Stdout { get { lock (_out) return _out.ToString(); } }
     public string Stderr { get { lock (_err) return _err.ToString(); } }
 
-    public async Task<string> WaitLine(string prefix)
+    public async Task<string> WaitLine(string prefix, Func<string, bool>? match = null)
     {
         using var cts = new CancellationTokenSource(Deadline);
         try
         {
             await foreach (var l in _lines.Reader.ReadAllAsync(cts.Token))
-                if (l.StartsWith(prefix, StringComparison.Ordinal)) return l;
+                if (l.StartsWith(prefix, StringComparison.Ordinal) && (match is null || match(l))) return l;
         }
         catch (OperationCanceledException) { }
         throw new TimeoutException($"no line starting '{prefix}'; stdout: {Stdout}; stderr: {Stderr}");

@@ -22,12 +22,20 @@ public static class P2PCommands
     public const int MaxPskFileBytes = 64 * 1024;
 
     public const string ServeUsage =
-        "weft p2p serve [--listen MULTIADDR]... [--key PATH] [--psk PATH] [--relay-service [--relay-limits default|off]] [--reserve RELAY_MULTIADDR]...";
+        "weft p2p serve [--listen MULTIADDR]... [--key PATH] [--psk PATH] [--reserve RELAY_MULTIADDR]...\n" +
+        "               [--relay-service [--relay-limits default|off] [--relay-max-reservations N] [--relay-max-reservations-per-ip N]\n" +
+        "                                [--relay-max-circuits N] [--relay-max-circuits-per-peer N]]";
+
+    private static readonly string[] RelayCaps =
+        ["--relay-max-reservations", "--relay-max-reservations-per-ip", "--relay-max-circuits", "--relay-max-circuits-per-peer"];
+
+    /// <summary>Largest value any --relay-max-* flag accepts.</summary>
+    public const int MaxRelayCap = 1_000_000;
 
     public static async Task<int> ServeAsync(string[] argv, ILoggerFactory loggers, CancellationToken ct)
     {
         const string usage = ServeUsage;
-        var a = Args.Parse(argv, usage, ["--listen", "--key", "--psk", "--relay-limits", "--reserve"], ["--relay-service"]);
+        var a = Args.Parse(argv, usage, ["--listen", "--key", "--psk", "--relay-limits", "--reserve", .. RelayCaps], ["--relay-service"]);
         if (a.Positionals.Count > 0) throw new UsageException($"unexpected argument '{a.Positionals[0]}'\nusage: {usage}");
         var problems = new List<string>();
         var listen = new List<Multiaddr>();
@@ -54,7 +62,23 @@ public static class P2PCommands
             case "off": limits = RelayLimitPolicy.Off; break;
             case var other: problems.Add($"--relay-limits {other}: expected 'default' (2 min and 128 KiB per circuit) or 'off' (unlimited)"); break;
         }
-        if (a.Get("--relay-limits") is not null && !a.Has("--relay-service")) problems.Add("--relay-limits needs --relay-service");
+        foreach (var flag in (string[])["--relay-limits", .. RelayCaps])
+            if (a.Get(flag) is not null && !a.Has("--relay-service")) problems.Add($"{flag} needs --relay-service");
+        var relayOptions = new RelayServerOptions { Limit = limits ?? RelayLimitPolicy.Default };
+        int Cap(string flag, int fallback)
+        {
+            if (a.Get(flag) is not { } v) return fallback;
+            if (int.TryParse(v, System.Globalization.NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= MaxRelayCap) return n;
+            problems.Add($"{flag} {v}: expected a whole number from 1 to {MaxRelayCap}");
+            return fallback;
+        }
+        relayOptions = relayOptions with
+        {
+            MaxReservations = Cap("--relay-max-reservations", relayOptions.MaxReservations),
+            MaxReservationsPerIp = Cap("--relay-max-reservations-per-ip", relayOptions.MaxReservationsPerIp),
+            MaxCircuits = Cap("--relay-max-circuits", relayOptions.MaxCircuits),
+            MaxCircuitsPerPeer = Cap("--relay-max-circuits-per-peer", relayOptions.MaxCircuitsPerPeer),
+        };
         if (problems.Count > 0) throw new UsageException(string.Join("\n", problems) + $"\nusage: {usage}");
 
         Ed25519PrivateKey key;
@@ -77,10 +101,11 @@ public static class P2PCommands
             RelayClient.Register(host);
             using var dcutr = DcutrService.Register(host);
             dcutr.Completed += r => output.Write(DescribePunch(r));
-            using var relayServer = a.Has("--relay-service") ? RelayServer.Register(host, new RelayServerOptions { Limit = limits! }) : null;
+            using var relayServer = a.Has("--relay-service") ? RelayServer.Register(host, relayOptions) : null;
             await host.StartAsync(ct).ConfigureAwait(false);
             foreach (var addr in host.ListenAddresses) output.Write($"listening {addr}/p2p/{host.PeerId}");
-            if (relayServer is not null) output.Write($"relay service on, limits {(limits!.IsOff ? "off" : "default")}");
+            if (relayServer is not null)
+                output.Write($"relay service on, limits {(relayOptions.Limit.IsOff ? "off" : "default")}, reservations {relayOptions.MaxReservations} ({relayOptions.MaxReservationsPerIp} per IP), circuits {relayOptions.MaxCircuits} ({relayOptions.MaxCircuitsPerPeer} per peer)");
 
             var reservations = new RelayReservations(host, relays);
             await using (reservations.ConfigureAwait(false))
