@@ -191,6 +191,83 @@ public class RelayTests
     }
 
     [Fact]
+    public async Task A_reservation_flood_from_one_peer_holds_one_reservation()
+    {
+        await using var t = await StartTrioAsync(new RelayServerOptions());
+        // 200 RESERVEs at once from A: each is answered (a refresh) or its stream is reset past the per-connection
+        // stream cap; never a second reservation.
+        var floods = Enumerable.Range(0, 200).Select(_ => Task.Run(async () =>
+        {
+            try { await RelayClient.ReserveAsync(t.A, AddressOf(t.R)); return true; }
+            catch (Exception) { return false; }
+        })).ToList();
+        var granted = (await Task.WhenAll(floods).WaitAsync(Deadline)).Count(ok => ok);
+        Assert.True(granted >= 1, "no RESERVE of the flood was answered");
+        Assert.Equal(1, t.Server.ReservationCount);
+        // The relay keeps serving others.
+        await RelayClient.ReserveAsync(t.B, AddressOf(t.R)).WaitAsync(Deadline);
+        Assert.Equal(2, t.Server.ReservationCount);
+    }
+
+    [Fact]
+    public async Task A_reservation_flood_from_one_ip_is_capped_at_the_per_ip_limit()
+    {
+        await using var r = await StartAsync();
+        using var server = RelayServer.Register(r, new RelayServerOptions { MaxReservationsPerIp = 8, MaxReservations = 128 });
+        var peers = await Task.WhenAll(Enumerable.Range(0, 24).Select(_ => StartAsync()));
+        try
+        {
+            var results = await Task.WhenAll(peers.Select(async p =>
+            {
+                try { await RelayClient.ReserveAsync(p, AddressOf(r)); return RelayStatus.Ok; }
+                catch (RelayRefusedException ex) { return ex.Status; }
+            })).WaitAsync(Deadline);
+            Assert.Equal(8, results.Count(x => x == RelayStatus.Ok));
+            Assert.Equal(16, results.Count(x => x == RelayStatus.ReservationRefused));
+            Assert.Equal(8, server.ReservationCount);
+        }
+        finally
+        {
+            foreach (var p in peers) await p.DisposeAsync();
+        }
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 0x00 })]                  // no type
+    [InlineData(new byte[] { 0x04, 0x08, 0x00, 0x12, 0x05 })] // peer field cut short
+    [InlineData(new byte[] { 0xFF, 0xFF, 0x03 })]      // length beyond the limit
+    public async Task Malformed_stop_messages_are_answered_malformed(byte[] bytes)
+    {
+        await using var a = await StartAsync();
+        RelayClient.Register(a);
+        await using var fakeRelay = await StartAsync();
+        var answer = await SendRawStopAsync(fakeRelay, a, bytes);
+        Assert.Equal(StopMessageType.Status, answer.Type);
+        Assert.Equal(RelayStatus.MalformedMessage, answer.Status);
+        Assert.Equal(0, a.RelayedConnectionCount);
+    }
+
+    [Fact]
+    public async Task An_unexpected_stop_message_is_answered_unexpected()
+    {
+        await using var a = await StartAsync();
+        RelayClient.Register(a);
+        await using var fakeRelay = await StartAsync();
+        var answer = await SendRawStopAsync(fakeRelay, a, new StopMessage { Type = StopMessageType.Status, Status = RelayStatus.Ok }.ToLengthPrefixedArray());
+        Assert.Equal(RelayStatus.UnexpectedMessage, answer.Status);
+    }
+
+    private static async Task<StopMessage> SendRawStopAsync(Libp2pHost from, Libp2pHost to, byte[] bytes)
+    {
+        var (stream, conn) = await from.NewStreamAsync(AddressOf(to), RelayProtocol.StopProtocolId).WaitAsync(Deadline);
+        await stream.Output.WriteAsync(bytes).AsTask().WaitAsync(Deadline);
+        var answer = (await stream.Input.ReadAsync<StopMessage?>(StopMessage.TryRead, CancellationToken.None).AsTask().WaitAsync(Deadline))!;
+        await stream.DisposeAsync();
+        Assert.False(conn.IsClosed);
+        return answer;
+    }
+
+    [Fact]
     public async Task Circuit_cap_answers_resource_limit_exceeded()
     {
         await using var t = await StartTrioAsync(new RelayServerOptions { Limit = RelayLimitPolicy.Off, MaxCircuits = 0 });
