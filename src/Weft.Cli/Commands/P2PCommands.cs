@@ -271,9 +271,13 @@ public static class P2PCommands
         return WeftCli.ExitOk;
     }
 
-    /// <summary>A host for one-shot client commands: a fresh identity, listening nowhere.</summary>
-    private static Libp2pHost DialOnlyHost(Args a, ILoggerFactory loggers) =>
-        new(new HostOptions { Key = Ed25519PrivateKey.Generate(), PrivateNetworkKey = LoadPsk(a.Get("--psk")) }, loggers);
+    /// <summary>A host for one-shot client commands: a fresh identity, listening nowhere, able to dial through relays.</summary>
+    private static Libp2pHost DialOnlyHost(Args a, ILoggerFactory loggers)
+    {
+        var host = new Libp2pHost(new HostOptions { Key = Ed25519PrivateKey.Generate(), PrivateNetworkKey = LoadPsk(a.Get("--psk")) }, loggers);
+        RelayClient.Register(host);
+        return host;
+    }
 
     internal static Multiaddr ParseAddr(string s, string what)
     {
