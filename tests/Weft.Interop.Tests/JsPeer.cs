@@ -97,6 +97,27 @@ public sealed class JsPeer : IAsyncDisposable
     public async Task<JsonElement> WaitJson(string prefix, TimeSpan? within = null) =>
         JsonDocument.Parse(await WaitLine(prefix, within)).RootElement.Clone();
 
+    /// <summary>The first later <paramref name="prefix"/> line whose JSON satisfies <paramref name="match"/> (others are skipped).</summary>
+    public async Task<JsonElement> WaitJson(string prefix, Func<JsonElement, bool> match, TimeSpan? within = null)
+    {
+        var limit = within ?? Deadline;
+        var until = DateTime.UtcNow + limit;
+        while (true)
+        {
+            var left = until - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero)
+                throw new TimeoutException($"js peer printed no matching '{prefix}' line within {limit.TotalSeconds} s; lines: {string.Join(" | ", Lines)}\nstderr:\n{Stderr}");
+            var e = await WaitJson(prefix, left);
+            if (match(e)) return e;
+        }
+    }
+
+    /// <summary>Every <paramref name="prefix"/> line printed so far (whether or not a Wait call consumed it), as JSON.</summary>
+    public IReadOnlyList<JsonElement> JsonLines(string prefix) =>
+        Lines.Where(l => l.StartsWith(prefix + " ", StringComparison.Ordinal))
+            .Select(l => JsonDocument.Parse(l[(prefix.Length + 1)..]).RootElement.Clone())
+            .ToList();
+
     public async Task<int> WaitExit(TimeSpan? within = null)
     {
         await _process.WaitForExitAsync().WaitAsync(within ?? Deadline);

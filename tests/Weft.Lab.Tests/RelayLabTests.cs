@@ -86,6 +86,24 @@ public sealed class RelayLabTests(ITestOutputHelper output) : IDisposable
     }
 
     [RootFact]
+    public async Task AutoNAT_finds_the_public_node_public_and_the_node_behind_nat_private()
+    {
+        await using var lab = await NatLab.CreateAsync(new LabOptions());
+        var (relay, relayAddr) = await StartRelayAsync(lab);
+        await using var _ = relay;
+        await using var pub = LabWeft.Start(lab, "public", "p2p", "serve", "--listen", $"/ip4/0.0.0.0/tcp/{Port}", "--reserve", relayAddr);
+        await using var natted = LabWeft.Start(lab, "lan1-a", "p2p", "serve", "--listen", $"/ip4/0.0.0.0/tcp/{Port}", "--reserve", relayAddr);
+
+        // The relay dials the public node back at the address it saw; the NAT drops its dial-back to LAN1.
+        var p = await pub.WaitLine("reachability ", deadline: TimeSpan.FromSeconds(60));
+        output.WriteLine("public: " + p);
+        Assert.Equal($"reachability public /ip4/{lab.Address("public")}/tcp/{Port}", p);
+        var n = await natted.WaitLine("reachability ", deadline: TimeSpan.FromSeconds(60));
+        output.WriteLine("lan1-a: " + n);
+        Assert.Equal("reachability private", n);
+    }
+
+    [RootFact]
     public async Task A_relay_restart_is_followed_by_a_new_reservation()
     {
         await using var lab = await NatLab.CreateAsync(new LabOptions());

@@ -2,9 +2,12 @@
 //
 // Modes (see README.md):
 //   node peer.mjs listen [--port N] [--host IP] [--seed S] [--psk FILE] [--muxer-inline on|off] [--deadline-s N]
+//                        [--reserve <relay multiaddr>/p2p/<relay id>]
+//   node peer.mjs relay [--relay-limits default|off] [--max-reservations N] [--port N] [--host IP] [--seed S] [--deadline-s N]
 //   node peer.mjs dial <multiaddr> <action> [action options] [--seed S] [--psk FILE] [--muxer-inline on|off]
 //        actions: identify | ping [--count N] [--reuse-stream] | echo --bytes N [--optimistic]
 //                 | perf --upload N --download M | sink --bytes N
+//        <multiaddr> may be a circuit address: <relay>/p2p/<relay id>/p2p-circuit/p2p/<target id>
 //   node peer.mjs sink-bench [--bytes N] [--runs K] [--proto sink|perf-up|perf-down|echo] [--in-process]
 //
 // Every machine-readable line on stdout starts with an upper-case keyword
@@ -19,6 +22,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { generateKeyPair, generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { echo } from '@libp2p/echo'
 import { identify } from '@libp2p/identify'
@@ -38,6 +42,9 @@ const PATTERN_MOD = 251
 const MAX_STREAMS_PER_PROTOCOL = 256
 const DEFAULT_DEADLINE_S = 300
 const IDENTIFY_WAIT_MS = 10_000
+const RESERVE_WAIT_MS = 20_000
+const DEFAULT_MAX_RESERVATIONS = 64
+const CIRCUIT = '/p2p-circuit'
 const STOP_GRACE_MS = 2_000
 const MIB = 1024 * 1024
 
@@ -132,11 +139,20 @@ function noiseFor (muxerInline) {
   }
 }
 
-async function makeNode ({ listen, host = '127.0.0.1', port = 0, seed, pskFile, muxerInline = true, streamTimeoutMs }) {
+// relayClient: add the circuit relay v2 transport (dial /p2p-circuit addresses,
+// accept relayed connections, listen on relays in extraListen).
+// relayServer: 'default' | 'off' runs a circuit relay v2 server (hop) with js's
+// default limits (2 min, 128 KiB) or with none.
+async function makeNode ({
+  listen, host = '127.0.0.1', port = 0, seed, pskFile, muxerInline = true, streamTimeoutMs,
+  relayClient = false, relayServer, maxReservations = DEFAULT_MAX_RESERVATIONS, extraListen = [], announce = false
+}) {
   const privateKey = await privateKeyFor(seed)
   const init = {
     privateKey,
-    addresses: { listen: listen ? [`/ip4/${host}/tcp/${port}`] : [] },
+    // started below, once the handlers and event listeners are in place
+    start: false,
+    addresses: { listen: [...(listen ? [`/ip4/${host}/tcp/${port}`] : []), ...extraListen] },
     transports: [tcp()],
     connectionEncrypters: [noiseFor(muxerInline)],
     streamMuxers: [yamux()],
@@ -153,9 +169,19 @@ async function makeNode ({ listen, host = '127.0.0.1', port = 0, seed, pskFile, 
       echo: echo({
         timeout: streamTimeoutMs,
         maxInboundStreams: MAX_STREAMS_PER_PROTOCOL,
-        maxOutboundStreams: MAX_STREAMS_PER_PROTOCOL
+        maxOutboundStreams: MAX_STREAMS_PER_PROTOCOL,
+        // also serve relayed connections that carry a relay's limits
+        runOnLimitedConnection: true
       })
     }
+  }
+  if (relayClient) init.transports.push(circuitRelayTransport())
+  if (relayServer != null) {
+    init.services.relay = circuitRelayServer({
+      reservations: relayServer === 'off'
+        ? { applyDefaultLimit: false, maxReservations }
+        : { maxReservations }
+    })
   }
   if (pskFile != null && pskFile !== true) {
     init.connectionProtector = preSharedKey({ psk: new Uint8Array(readFileSync(pskFile)) })
@@ -163,7 +189,8 @@ async function makeNode ({ listen, host = '127.0.0.1', port = 0, seed, pskFile, 
   const node = await createLibp2p(init)
   const handlerOptions = {
     maxInboundStreams: MAX_STREAMS_PER_PROTOCOL,
-    maxOutboundStreams: MAX_STREAMS_PER_PROTOCOL
+    maxOutboundStreams: MAX_STREAMS_PER_PROTOCOL,
+    runOnLimitedConnection: true
   }
   await node.handle(PERF_PROTOCOL, (stream, connection) => {
     perfServe(stream, connection).catch((err) => {
@@ -178,7 +205,23 @@ async function makeNode ({ listen, host = '127.0.0.1', port = 0, seed, pskFile, 
     })
   }, handlerOptions)
   watchIdentify(node)
+  // PEER_ID comes first, before anything start() does (dialling a relay to reserve)
+  if (announce) emit('PEER_ID', node.peerId.toString())
+  await node.start()
   return node
+}
+
+// A relayed connection's limits as js tracks them (null when unlimited):
+// bytes = data budget left (js counts both directions and the handshakes),
+// seconds = time left. js computes seconds from the Limit.duration it received
+// read as SECONDS (so a js relay's 120000 shows as ~120000). The getters are
+// not enumerable, hence the explicit copy.
+function limitsJson (limits) {
+  if (limits == null) return null
+  return {
+    bytes: limits.bytes != null ? Number(limits.bytes) : null,
+    seconds: limits.seconds != null ? Number(limits.seconds) : null
+  }
 }
 
 function connectionInfo (conn) {
@@ -188,8 +231,40 @@ function connectionInfo (conn) {
     remoteAddr: conn.remoteAddr.toString(),
     direction: conn.direction,
     encryption: conn.encryption ?? null,
-    multiplexer: conn.multiplexer ?? null
+    multiplexer: conn.multiplexer ?? null,
+    relayed: conn.remoteAddr.toString().includes(CIRCUIT),
+    limits: limitsJson(conn.limits)
   }
+}
+
+// Prints RELAY_MSG {proto:"hop"|"stop",type,status,limit} for every relay
+// message that may carry a Limit, with the numbers exactly as decoded from the
+// wire: hop STATUS (answers to RESERVE and CONNECT, read by clients) and stop
+// CONNECT (read by the relayed-to peer). limit is {duration,data} or null.
+// It wraps the decoders of @libp2p/circuit-relay-v2's own protobuf module (the
+// same module instance the transport uses), so nothing else changes.
+async function watchRelayMessages () {
+  const pbUrl = new URL('./node_modules/@libp2p/circuit-relay-v2/dist/src/pb/index.js', import.meta.url)
+  const { HopMessage, StopMessage } = await import(pbUrl.href)
+  const wrap = (ns, proto, wanted) => {
+    const decode = ns.decode
+    ns.decode = (buf, opts) => {
+      const m = decode(buf, opts)
+      if (m?.type === wanted) {
+        emit('RELAY_MSG', {
+          proto,
+          type: m.type,
+          status: m.status ?? null,
+          limit: m.limit == null
+            ? null
+            : { duration: m.limit.duration ?? null, data: m.limit.data != null ? Number(m.limit.data) : null }
+        })
+      }
+      return m
+    }
+  }
+  wrap(HopMessage, 'hop', 'STATUS')
+  wrap(StopMessage, 'stop', 'CONNECT')
 }
 
 function identifyJson (result) {
@@ -432,7 +507,7 @@ async function pingAction (node, conn, flags) {
   const rtts = []
   if (flags['reuse-stream'] === true) {
     // several pings on ONE stream, timed with a high-resolution clock
-    const stream = await conn.newStream(PING_PROTOCOL)
+    const stream = await conn.newStream(PING_PROTOCOL, { runOnLimitedConnection: true })
     const reader = new ExactReader(stream)
     for (let i = 0; i < count; i++) {
       const data = new Uint8Array(randomBytes(PING_LENGTH))
@@ -468,7 +543,7 @@ async function pingAction (node, conn, flags) {
 
 async function echoAction (conn, flags) {
   const total = intFlag(flags, 'bytes')
-  const stream = await conn.newStream(ECHO_PROTOCOL, { negotiateFully: flags.optimistic !== true })
+  const stream = await conn.newStream(ECHO_PROTOCOL, { negotiateFully: flags.optimistic !== true, runOnLimitedConnection: true })
   let received = 0
   let mismatchAt = -1
   const t0 = now()
@@ -503,7 +578,9 @@ async function echoAction (conn, flags) {
     seconds: round(seconds, 6),
     sendSeconds: round((tSent - t0) / 1000, 6),
     mibPerSec: seconds > 0 ? round(total / MIB / seconds) : null,
-    ok: true
+    ok: true,
+    relayed: conn.remoteAddr.toString().includes(CIRCUIT),
+    limits: limitsJson(conn.limits)
   })
 }
 
@@ -511,7 +588,7 @@ async function echoAction (conn, flags) {
 // first download byte arrives (or EOF when --download 0): the server only starts
 // sending after it saw our EOF, so this includes the server draining our upload.
 async function perfRun (conn, upload, download) {
-  const stream = await conn.newStream(PERF_PROTOCOL)
+  const stream = await conn.newStream(PERF_PROTOCOL, { runOnLimitedConnection: true })
   let received = 0
   let firstByte = null
   const t0 = now()
@@ -535,7 +612,7 @@ async function perfRun (conn, upload, download) {
 }
 
 async function sinkRun (conn, total) {
-  const stream = await conn.newStream(SINK_PROTOCOL)
+  const stream = await conn.newStream(SINK_PROTOCOL, { runOnLimitedConnection: true })
   const reader = new ExactReader(stream)
   const t0 = now()
   await sendAll(stream, zeroChunks(total))
@@ -579,8 +656,53 @@ function watchStdin (onClose) {
   process.stdin.resume()
 }
 
-async function listenMode (flags) {
+function relayLimitsFlag (flags) {
+  const v = flags['relay-limits'] ?? 'default'
+  if (v !== 'default' && v !== 'off') throw new Error('--relay-limits must be default or off')
+  return v
+}
+
+// --reserve <relay>/p2p/<relay id>: the relay to listen on.
+function reserveFlag (flags) {
+  const v = flags.reserve
+  if (v === undefined) return null
+  if (v === true) throw new Error('--reserve <relay multiaddr with /p2p/<id>> is required')
+  const ma = multiaddr(String(v))
+  if (ma.getComponents().findLast(c => c.name === 'p2p') == null) throw new Error('--reserve needs a relay address ending in /p2p/<relay id>')
+  if (String(v).includes(CIRCUIT)) throw new Error('--reserve takes the relay address, without /p2p-circuit')
+  return ma
+}
+
+const isCircuit = (a) => a.toString().includes(CIRCUIT)
+
+// Resolves with our circuit addresses once a reservation made them appear
+// (js-libp2p's start() normally waits for the reservation already).
+function circuitAddrs (node) {
+  const now = node.getMultiaddrs().filter(isCircuit)
+  if (now.length > 0) return Promise.resolve(now)
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      node.removeEventListener('self:peer:update', onUpdate)
+      reject(new Error(`no circuit address within ${RESERVE_WAIT_MS / 1000} s (reservation failed?)`))
+    }, RESERVE_WAIT_MS)
+    const onUpdate = () => {
+      const addrs = node.getMultiaddrs().filter(isCircuit)
+      if (addrs.length === 0) return
+      clearTimeout(timer)
+      node.removeEventListener('self:peer:update', onUpdate)
+      resolve(addrs)
+    }
+    node.addEventListener('self:peer:update', onUpdate)
+  })
+}
+
+// listen, and relay (role === 'relay'): a relay is a listener that also runs
+// the circuit relay v2 server.
+async function listenMode (flags, role = 'listen') {
   const dl = deadlineMs(flags)
+  const relay = role === 'relay'
+  const reserve = relay ? null : reserveFlag(flags)
+  if (reserve != null) await watchRelayMessages()
   const node = await makeNode({
     listen: true,
     host: flags.host === undefined ? '127.0.0.1' : String(flags.host),
@@ -588,7 +710,12 @@ async function listenMode (flags) {
     seed: flags.seed,
     pskFile: flags.psk,
     muxerInline: muxerInlineFlag(flags),
-    streamTimeoutMs: dl
+    streamTimeoutMs: dl,
+    relayClient: reserve != null,
+    relayServer: relay ? relayLimitsFlag(flags) : undefined,
+    maxReservations: intFlag(flags, 'max-reservations', DEFAULT_MAX_RESERVATIONS),
+    extraListen: reserve != null ? [reserve.encapsulate(CIRCUIT).toString()] : [],
+    announce: true
   })
   let stopping = false
   const shutdown = async (reason, code = 0) => {
@@ -603,26 +730,29 @@ async function listenMode (flags) {
   watchStdin(() => { shutdown('stdin closed') })
   setTimeout(() => { shutdown('deadline') }, dl)
 
-  emit('PEER_ID', node.peerId.toString())
+  const circuits = reserve != null ? (await circuitAddrs(node)).map(a => a.toString()) : []
   const addrs = node.getMultiaddrs().map(a => a.toString())
-  for (const a of addrs) emit('LISTEN', a)
-  emit('READY', { peerId: node.peerId.toString(), addrs, protocols: node.getProtocols() })
+  for (const a of addrs) if (!isCircuit(a)) emit('LISTEN', a)
+  for (const a of circuits) emit('CIRCUIT', a)
+  emit('READY', { peerId: node.peerId.toString(), addrs, protocols: node.getProtocols(), relay: relay ? relayLimitsFlag(flags) : null })
 }
 
-async function withDialNode (flags, fn) {
+async function withDialNode (flags, fn, relayClient = false) {
   const dl = deadlineMs(flags)
   const timer = setTimeout(() => {
     emit('ERROR', `DeadlineError: no result after ${dl / 1000} s`)
     process.exit(1)
   }, dl)
+  if (relayClient) await watchRelayMessages()
   const node = await makeNode({
     listen: false,
     seed: flags.seed,
     pskFile: flags.psk,
     muxerInline: muxerInlineFlag(flags),
-    streamTimeoutMs: dl
+    streamTimeoutMs: dl,
+    relayClient,
+    announce: true
   })
-  emit('PEER_ID', node.peerId.toString())
   try {
     await fn(node)
   } finally {
@@ -677,7 +807,7 @@ async function dialMode (positional, flags) {
       default:
         throw new Error(`unknown action ${action}`)
     }
-  })
+  }, isCircuit(ma))
 }
 
 // js<->js throughput baseline over TCP+Noise+yamux on loopback. By default the
@@ -762,6 +892,9 @@ async function main () {
     case 'listen':
       await listenMode(flags)
       return // keeps running until stopped
+    case 'relay':
+      await listenMode(flags, 'relay')
+      return // keeps running until stopped
     case 'dial':
       await dialMode(positional, flags)
       break
@@ -769,7 +902,7 @@ async function main () {
       await sinkBenchMode(flags)
       break
     default:
-      throw new Error('usage: peer.mjs listen|dial|sink-bench ... (see README.md)')
+      throw new Error('usage: peer.mjs listen|relay|dial|sink-bench ... (see README.md)')
   }
   process.exit(0)
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Weft.P2P.AutoNat;
 using Weft.P2P.Dcutr;
 using Weft.P2P.Echo;
 using Weft.P2P.Host;
@@ -102,6 +103,13 @@ public static class P2PCommands
             using var dcutr = DcutrService.Register(host);
             dcutr.Completed += r => output.Write(DescribePunch(r));
             using var relayServer = a.Has("--relay-service") ? RelayServer.Register(host, relayOptions) : null;
+            // A relay is reachable by definition: it also tells others whether they are (AutoNAT dial-back).
+            using var autonatServer = a.Has("--relay-service") ? AutoNatServer.Register(host) : null;
+            var autonat = new AutoNatClient(host);
+            await using var autonatLifetime = autonat.ConfigureAwait(false);
+            autonat.ReachabilityChanged += r => output.Write(r == Reachability.Public
+                ? $"reachability public {string.Join(' ', autonat.PublicAddresses)}"
+                : $"reachability {r.ToString().ToLowerInvariant()}");
             await host.StartAsync(ct).ConfigureAwait(false);
             foreach (var addr in host.ListenAddresses) output.Write($"listening {addr}/p2p/{host.PeerId}");
             if (relayServer is not null)
@@ -124,6 +132,7 @@ public static class P2PCommands
                     lock (announced) announced.RemoveWhere(c => c.Decapsulate(MultiaddrProtocol.P2PCircuit)?.PeerId == relay);
                 };
                 reservations.Start();
+                autonat.Start();
                 try
                 {
                     await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
