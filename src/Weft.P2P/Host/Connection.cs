@@ -42,6 +42,9 @@ public sealed class Connection : IAsyncDisposable
 
     /// <summary>True for a connection carried through a relay (its remote address is a <c>/p2p-circuit</c> one).</summary>
     public bool IsRelayed => RemoteAddress.IsCircuit;
+
+    /// <summary>The limit the relay announced for this relayed connection (null: direct, or none announced).</summary>
+    public Relay.RelayCircuitLimit? RelayLimit { get; internal set; }
     public string Security => NoiseSecurity.ProtocolId;
     public string Muxer { get; }
 

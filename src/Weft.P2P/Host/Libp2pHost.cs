@@ -531,7 +531,11 @@ public sealed class Libp2pHost : IAsyncDisposable
     /// upgraded — pnet, Noise, muxer, yamux, each step under its timeout — and adds the result to the
     /// swarm. On failure the stream is aborted and the error rethrown.
     /// </summary>
-    public async Task<Connection> UpgradeAsync(RawConnection raw, Direction direction, PeerId? expected, CancellationToken ct = default)
+    public Task<Connection> UpgradeAsync(RawConnection raw, Direction direction, PeerId? expected, CancellationToken ct = default) =>
+        UpgradeAsync(raw, direction, expected, null, ct);
+
+    /// <summary>As <see cref="UpgradeAsync(RawConnection, Direction, PeerId?, CancellationToken)"/>; <paramref name="beforeAdd"/> sees the connection before anyone else does.</summary>
+    public async Task<Connection> UpgradeAsync(RawConnection raw, Direction direction, PeerId? expected, Action<Connection>? beforeAdd, CancellationToken ct = default)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         Connection conn;
@@ -545,6 +549,7 @@ public sealed class Libp2pHost : IAsyncDisposable
             await raw.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+        beforeAdd?.Invoke(conn);
         if (!TryAdd(conn, out var why))
         {
             await conn.DisposeAsync().ConfigureAwait(false);

@@ -153,7 +153,8 @@ public static class RelayClient
         }
         var local = relayAddr.Encapsulate("/p2p-circuit").WithPeerId(host.PeerId);
         var raw = new RawConnection(stream, local, circuitAddr, stream.Reset, stream.DisposeAsync);
-        return await host.UpgradeAsync(raw, Direction.Outbound, target, ct).ConfigureAwait(false);
+        var limit = RelayCircuitLimit.From(answer.Limit);
+        return await host.UpgradeAsync(raw, Direction.Outbound, target, c => c.RelayLimit = limit, ct).ConfigureAwait(false);
     }
 
     private static async Task<HopMessage> ReadHopAsync(YamuxStream stream, CancellationToken timed, CancellationToken caller)
@@ -206,7 +207,8 @@ public static class RelayClient
         Connection conn;
         try
         {
-            conn = await host.UpgradeAsync(raw, Direction.Inbound, null, ct).ConfigureAwait(false);
+            var limit = RelayCircuitLimit.From(request.Limit);
+            conn = await host.UpgradeAsync(raw, Direction.Inbound, null, c => c.RelayLimit = limit, ct).ConfigureAwait(false);
         }
         catch (Exception ex)
         {

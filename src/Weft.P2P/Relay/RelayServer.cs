@@ -315,12 +315,18 @@ public sealed class RelayServer : IDisposable
         public long Relayed;
         public string? Reason;
 
-        /// <summary>Takes <paramref name="n"/> bytes from the budget; false when that would exceed it.</summary>
-        public bool TryTake(long n)
+        /// <summary>Takes up to <paramref name="n"/> bytes from the budget and returns how many it got.</summary>
+        public long Take(long n)
         {
-            if (Interlocked.Add(ref _left, -n) < 0) return false;
-            Interlocked.Add(ref Relayed, n);
-            return true;
+            while (true)
+            {
+                var left = Volatile.Read(ref _left);
+                var granted = Math.Min(left, n);
+                if (granted <= 0) return 0;
+                if (Interlocked.CompareExchange(ref _left, left - granted, left) != left) continue;
+                Interlocked.Add(ref Relayed, granted);
+                return granted;
+            }
         }
 
         public void Abort(string reason)
@@ -361,15 +367,17 @@ public sealed class RelayServer : IDisposable
                 var buffer = r.Buffer;
                 if (!buffer.IsEmpty)
                 {
-                    if (!circuit.TryTake(buffer.Length))
+                    // Forward what the data limit still allows, then cut the circuit if that was not all.
+                    var granted = circuit.Take(buffer.Length);
+                    var allowed = buffer.Slice(0, granted);
+                    foreach (var segment in allowed) output.Write(segment.Span);
+                    input.AdvanceTo(allowed.End);
+                    var f = await output.FlushAsync(ct).ConfigureAwait(false);
+                    if (granted < buffer.Length)
                     {
-                        input.AdvanceTo(buffer.Start);
                         circuit.Abort("data limit");
                         return;
                     }
-                    foreach (var segment in buffer) output.Write(segment.Span);
-                    input.AdvanceTo(buffer.End);
-                    var f = await output.FlushAsync(ct).ConfigureAwait(false);
                     if (f.IsCompleted)
                     {
                         circuit.Abort("peer stopped reading");

@@ -134,6 +134,9 @@ public class RelayTests
         var logs = new ListLoggerProvider();
         await using var t = await StartTrioAsync(new RelayServerOptions(), logs);
         var conn = await RelayClient.DialViaRelayAsync(t.B, t.CircuitToA).WaitAsync(Deadline);
+        Assert.Equal(new RelayCircuitLimit(TimeSpan.FromMinutes(2), 128 * 1024), conn.RelayLimit);
+        var inbound = await WaitForConnection(t.A, t.B.PeerId);
+        Assert.Equal(new RelayCircuitLimit(TimeSpan.FromMinutes(2), 128 * 1024), inbound.RelayLimit);
         var echo = await conn.OpenStreamAsync(EchoService.ProtocolId, CancellationToken.None).WaitAsync(Deadline);
         var payload = Pattern(256 * 1024);
         _ = Task.Run(async () =>
@@ -142,7 +145,10 @@ public class RelayTests
         });
         await conn.Completion.ContinueWith(_ => { }).WaitAsync(Deadline);
         Assert.True(conn.IsClosed);
-        Assert.Contains("data limit", await logs.WaitFor("closed after").WaitAsync(Deadline));
+        // Exactly the budget crossed the relay (the part of a read that still fitted was forwarded), then the cut.
+        var closed = await logs.WaitFor("closed after").WaitAsync(Deadline);
+        Assert.Contains("data limit", closed);
+        Assert.Contains($"closed after {128 * 1024} bytes", closed);
     }
 
     [Fact]
