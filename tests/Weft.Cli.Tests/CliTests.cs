@@ -159,6 +159,7 @@ public class P2PCommandTests
     [InlineData("p2p", "serve", "--relay-service", "--relay-limits", "some")]
     [InlineData("p2p", "serve", "--relay-service", "--relay-max-circuits", "-1")]
     [InlineData("p2p", "serve", "--reserve", "/ip4/127.0.0.1/tcp/1")]
+    [InlineData("p2p", "serve", "--relay-service", "--relay-max-reservations", "5000")]
     [InlineData("p2p", "ping", "/ip4/127.0.0.1/tcp/1", "--wait-direct", "5")]
     [InlineData("nope")]
     public async Task Bad_usage_is_exit_2_with_a_message(params string[] args)

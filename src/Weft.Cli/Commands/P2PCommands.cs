@@ -23,7 +23,7 @@ public static class P2PCommands
     public const int MaxPskFileBytes = 64 * 1024;
 
     public const string ServeUsage =
-        "weft p2p serve [--listen MULTIADDR]... [--key PATH] [--psk PATH] [--reserve RELAY_MULTIADDR]...\n" +
+        "weft p2p serve [--listen MULTIADDR]... [--key PATH] [--psk PATH] [--reserve RELAY_MULTIADDR]... [--max-connections N]\n" +
         "               [--relay-service [--relay-limits default|off] [--relay-max-reservations N] [--relay-max-reservations-per-ip N]\n" +
         "                                [--relay-max-circuits N] [--relay-max-circuits-per-peer N]]";
 
@@ -36,7 +36,7 @@ public static class P2PCommands
     public static async Task<int> ServeAsync(string[] argv, ILoggerFactory loggers, CancellationToken ct)
     {
         const string usage = ServeUsage;
-        var a = Args.Parse(argv, usage, ["--listen", "--key", "--psk", "--relay-limits", "--reserve", .. RelayCaps], ["--relay-service"]);
+        var a = Args.Parse(argv, usage, ["--listen", "--key", "--psk", "--relay-limits", "--reserve", "--max-connections", .. RelayCaps], ["--relay-service"]);
         if (a.Positionals.Count > 0) throw new UsageException($"unexpected argument '{a.Positionals[0]}'\nusage: {usage}");
         var problems = new List<string>();
         var listen = new List<Multiaddr>();
@@ -80,6 +80,10 @@ public static class P2PCommands
             MaxCircuits = Cap("--relay-max-circuits", relayOptions.MaxCircuits),
             MaxCircuitsPerPeer = Cap("--relay-max-circuits-per-peer", relayOptions.MaxCircuitsPerPeer),
         };
+        var limitsDefault = new ConnectionLimits();
+        var connLimits = limitsDefault with { MaxConnections = Cap("--max-connections", limitsDefault.MaxConnections) };
+        if (a.Has("--relay-service") && relayOptions.MaxReservations > connLimits.MaxConnections)
+            problems.Add($"--relay-max-reservations {relayOptions.MaxReservations} is more than --max-connections {connLimits.MaxConnections}: every reservation holds a connection; raise --max-connections");
         if (problems.Count > 0) throw new UsageException(string.Join("\n", problems) + $"\nusage: {usage}");
 
         Ed25519PrivateKey key;
@@ -92,7 +96,7 @@ public static class P2PCommands
         {
             key = Ed25519PrivateKey.Generate();
         }
-        var host = new Libp2pHost(new HostOptions { Key = key, ListenAddresses = listen, PrivateNetworkKey = LoadPsk(a.Get("--psk")) }, loggers);
+        var host = new Libp2pHost(new HostOptions { Key = key, ListenAddresses = listen, PrivateNetworkKey = LoadPsk(a.Get("--psk")), Limits = connLimits }, loggers);
         await using (host.ConfigureAwait(false))
         {
             var output = new LineWriter();

@@ -368,12 +368,14 @@ public sealed class RelayServer : IDisposable
                 if (!buffer.IsEmpty)
                 {
                     // Forward what the data limit still allows, then cut the circuit if that was not all.
-                    var granted = circuit.Take(buffer.Length);
+                    // The buffer is not touched after AdvanceTo: its segments go back to the reader's pool.
+                    var length = buffer.Length;
+                    var granted = circuit.Take(length);
                     var allowed = buffer.Slice(0, granted);
                     foreach (var segment in allowed) output.Write(segment.Span);
                     input.AdvanceTo(allowed.End);
                     var f = await output.FlushAsync(ct).ConfigureAwait(false);
-                    if (granted < buffer.Length)
+                    if (granted < length)
                     {
                         circuit.Abort("data limit");
                         return;
