@@ -29,6 +29,11 @@ public static class WeftCli
                                                      MULTIADDR may be a /p2p-circuit one; --wait-direct waits
                                                      for a hole punch and prints "path direct|relayed ..."
           weft p2p perf MULTIADDR [--upload BYTES] [--download BYTES] [--psk PATH] [--json]
+          weft agent --config PATH                   the edge agent (an edgemesh-agent.yaml; see docs/agent-config.md)
+          weft status [--json] [--admin URL | --config PATH]
+                                                     the running agent's relays, peers and paths
+          weft ping NODE_NAME [--count N] [--interval MS] [--timeout MS] [--admin URL | --config PATH]
+                                                     tunnel round trips to a node, each on a new stream, with its path
 
         common options: --log-level trace|debug|information|warning|error (default warning; env WEFT_LOG)
         exit codes: 0 success, 1 operation failed, 2 bad usage or config
@@ -82,6 +87,12 @@ public static class WeftCli
         {
             Console.WriteLine("weft " + typeof(WeftCli).Assembly.GetName().Version?.ToString(3));
             return Task.FromResult(ExitOk);
+        }
+        switch (args[0])
+        {
+            case "agent": return AgentCommands.AgentAsync(args[1..], loggers, ct);
+            case "status": return AgentCommands.StatusAsync(args[1..], ct);
+            case "ping": return AgentCommands.PingAsync(args[1..], ct);
         }
         var sub = args.Length > 1 ? args[1] : "";
         var rest = args.Skip(2).ToArray();

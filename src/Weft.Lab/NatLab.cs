@@ -7,8 +7,12 @@ namespace Weft.Lab;
 /// <summary>
 /// A NAT lab in Linux network namespaces (needs root, <c>ip</c>, <c>iptables</c>, <c>sysctl</c>).
 /// <code>
-/// relay   10.250.0.1   ┐
-/// router1 10.250.0.11  ├─ bridge in "&lt;p&gt;pub" (10.250.0.254), the public segment; no forwarding there
+/// relay   10.250.0.1   ┐  (also "relay1"; with LabOptions.DelayRelay1 its link passes a userspace delay bridge)
+/// relay2  10.250.0.2   │  (optional public nodes, LabOptions.ExtraPublicNodes: relay2, lb, cloud-a, cloud-b)
+/// lb      10.250.0.30  │
+/// cloud-a 10.250.0.31  ├─ bridge in "&lt;p&gt;pub" (10.250.0.254), the public segment; no forwarding there
+/// cloud-b 10.250.0.32  │
+/// router1 10.250.0.11  │
 /// router2 10.250.0.12  ┘
 /// router1: LAN bridge 192.168.1.1/24 ─ lan1-a 192.168.1.11, lan1-b 192.168.1.12
 /// router2: LAN bridge 192.168.2.1/24 ─ lan2-a 192.168.2.21, lan2-b 192.168.2.22
@@ -18,8 +22,11 @@ namespace Weft.Lab;
 /// </summary>
 public sealed class NatLab : IAsyncDisposable
 {
-    /// <summary>Node names accepted by <see cref="Namespace"/>, <see cref="Address"/>, <see cref="ExecAsync"/> and <see cref="Start"/>.</summary>
+    /// <summary>Node names every lab has (see <see cref="Namespace"/>, <see cref="Address"/>, <see cref="ExecAsync"/> and <see cref="Start"/>).</summary>
     public static readonly IReadOnlyList<string> Nodes = ["public", "relay", "router1", "router2", "lan1-a", "lan1-b", "lan2-a", "lan2-b"];
+
+    /// <summary>Public nodes built only when named in <see cref="LabOptions.ExtraPublicNodes"/>.</summary>
+    public static readonly IReadOnlyList<string> OptionalPublicNodes = ["relay2", "lb", "cloud-a", "cloud-b"];
 
     /// <summary>The LAN hosts.</summary>
     public static readonly IReadOnlyList<string> LanHosts = ["lan1-a", "lan1-b", "lan2-a", "lan2-b"];
@@ -30,6 +37,11 @@ public sealed class NatLab : IAsyncDisposable
     {
         ["public"] = ("pub", "10.250.0.254"),
         ["relay"] = ("rel", "10.250.0.1"),
+        ["relay1"] = ("rel", "10.250.0.1"),
+        ["relay2"] = ("rl2", "10.250.0.2"),
+        ["lb"] = ("lb", "10.250.0.30"),
+        ["cloud-a"] = ("ca", "10.250.0.31"),
+        ["cloud-b"] = ("cb", "10.250.0.32"),
         ["router1"] = ("r1", "10.250.0.11"),
         ["router2"] = ("r2", "10.250.0.12"),
         ["lan1-a"] = ("h11", "192.168.1.11"),
@@ -68,6 +80,14 @@ public sealed class NatLab : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         LabOptions.ValidatePrefix(options.Prefix);
+        foreach (string extra in options.ExtraPublicNodes)
+        {
+            if (!OptionalPublicNodes.Contains(extra) || options.ExtraPublicNodes.Count(x => x == extra) > 1)
+            {
+                throw new ArgumentException($"ExtraPublicNodes: '{extra}' is unknown or repeated; choose from {string.Join(", ", OptionalPublicNodes)}", nameof(options));
+            }
+        }
+
         string ipPath = Shell.Find("ip") ?? throw new InvalidOperationException("the 'ip' command (iproute2) was not found");
         var lab = new NatLab(options, ipPath);
         try
@@ -332,12 +352,14 @@ public sealed class NatLab : IAsyncDisposable
         return (true, "ok");
     }
 
-    private static (string Suffix, string Address) Lookup(string node)
+    private (string Suffix, string Address) Lookup(string node)
     {
         ArgumentNullException.ThrowIfNull(node);
+        if (OptionalPublicNodes.Contains(node) && !Options.ExtraPublicNodes.Contains(node))
+            throw new ArgumentException($"lab node '{node}' was not built; name it in LabOptions.ExtraPublicNodes", nameof(node));
         return NodeTable.TryGetValue(node, out var entry)
             ? entry
-            : throw new ArgumentException($"unknown lab node '{node}'; known: {string.Join(", ", Nodes)}", nameof(node));
+            : throw new ArgumentException($"unknown lab node '{node}'; known: {string.Join(", ", Nodes.Concat(Options.ExtraPublicNodes))}", nameof(node));
     }
 
     private static List<string> NetnsExec(string ns, string[] argv)
@@ -423,7 +445,7 @@ public sealed class NatLab : IAsyncDisposable
         string pubBridge = p + "b";
         string eth = p + "e";
 
-        foreach (string node in (string[])["public", "relay", "router1", "router2", "lan1-a", "lan1-b", "lan2-a", "lan2-b"])
+        foreach (string node in ((string[])["public", "relay", "router1", "router2", "lan1-a", "lan1-b", "lan2-a", "lan2-b"]).Concat(Options.ExtraPublicNodes))
         {
             await AddNamespaceAsync(Namespace(node), ct).ConfigureAwait(false);
         }
@@ -432,10 +454,29 @@ public sealed class NatLab : IAsyncDisposable
         await BridgeAsync(pub, pubBridge, "10.250.0.254/24", ct).ConfigureAwait(false);
         await BridgeNetfilterOffAsync(pub, ct).ConfigureAwait(false);
 
-        // Relay on the public segment.
-        await VethAsync(rel, eth, pub, p + "rp", ct).ConfigureAwait(false);
-        await EnslaveAsync(pub, p + "rp", pubBridge, ct).ConfigureAwait(false);
+        // Relay on the public segment, directly or through the delay bridge.
+        if (Options.DelayRelay1)
+        {
+            await BuildDelayLinkAsync(rel, eth, ct).ConfigureAwait(false);
+        }
+        else
+        {
+            await VethAsync(rel, eth, pub, p + "rp", ct).ConfigureAwait(false);
+            await EnslaveAsync(pub, p + "rp", pubBridge, ct).ConfigureAwait(false);
+        }
+
         await AddressAsync(rel, eth, "10.250.0.1/24", ct).ConfigureAwait(false);
+
+        // The other public nodes, each on the public bridge with its own address.
+        for (int i = 0; i < Options.ExtraPublicNodes.Count; i++)
+        {
+            string node = Options.ExtraPublicNodes[i];
+            string ns = Namespace(node);
+            string port = p + "x" + i.ToString(CultureInfo.InvariantCulture);
+            await VethAsync(ns, eth, pub, port, ct).ConfigureAwait(false);
+            await EnslaveAsync(pub, port, pubBridge, ct).ConfigureAwait(false);
+            await AddressAsync(ns, eth, Lookup(node).Address + "/24", ct).ConfigureAwait(false);
+        }
 
         await BuildRouterAsync(1, Options.Lan1Nat, ct).ConfigureAwait(false);
         await BuildRouterAsync(2, Options.Lan2Nat, ct).ConfigureAwait(false);
@@ -515,6 +556,75 @@ public sealed class NatLab : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// relay ⟷ "&lt;p&gt;dl" ⟷ public bridge: two veths in a namespace of their own, joined by a userspace L2 bridge
+    /// (python3, AF_PACKET) that holds every frame for the delay in <see cref="DelayControlFile"/> (0 at first). The
+    /// relay keeps its address and sees the real peers; offloads are off so every frame fits the MTU.
+    /// </summary>
+    private async Task BuildDelayLinkAsync(string rel, string eth, CancellationToken ct)
+    {
+        string p = Prefix;
+        string dl = p + "dl";
+        await AddNamespaceAsync(dl, ct).ConfigureAwait(false);
+        await VethAsync(rel, eth, dl, p + "da", ct).ConfigureAwait(false);
+        await VethAsync(dl, p + "db", p + "pub", p + "rp", ct).ConfigureAwait(false);
+        await EnslaveAsync(p + "pub", p + "rp", p + "b", ct).ConfigureAwait(false);
+        await Ip(ct, "-n", dl, "link", "set", p + "da", "up").ConfigureAwait(false);
+        await Ip(ct, "-n", dl, "link", "set", p + "db", "up").ConfigureAwait(false);
+        string ethtool = Shell.Find("ethtool") ?? throw new InvalidOperationException("'ethtool' is not installed (apt-get install ethtool): the delay link needs offloads off");
+        foreach (var (ns, dev) in new[] { (rel, eth), (dl, p + "da"), (dl, p + "db"), (p + "pub", p + "rp") })
+        {
+            await InNs(ns, ct, ethtool, "-K", dev, "tso", "off", "gso", "off", "gro", "off", "tx", "off").ConfigureAwait(false);
+        }
+
+        DelayControlFile = Path.Combine(Path.GetTempPath(), $"weft-lab-{p}-delay");
+        await File.WriteAllTextAsync(DelayControlFile, "0", ct).ConfigureAwait(false);
+        string python = Shell.Find("python3") ?? throw new InvalidOperationException("'python3' is not installed: the delay link needs it");
+        var bridge = new Process { StartInfo = Shell.StartInfo(ip, NetnsExec(dl, [python, "-u", "-c", DelayBridge, p + "da", p + "db", DelayControlFile])) };
+        lock (gate)
+        {
+            bridge.Start();
+            started.Add(bridge);
+        }
+
+        _ = bridge.StandardError.ReadToEndAsync(CancellationToken.None);
+        string? line = await bridge.StandardOutput.ReadLineAsync(ct).AsTask().WaitAsync(commandTimeout, ct).ConfigureAwait(false);
+        if (line != "ready")
+        {
+            throw new LabCommandException("python3 delay bridge", bridge.HasExited ? bridge.ExitCode : -1, "", $"the delay bridge did not start (it said '{line}')");
+        }
+    }
+
+    /// <summary>The file the delay bridge reads its one-way delay (milliseconds) from; null without <see cref="LabOptions.DelayRelay1"/>.</summary>
+    public string? DelayControlFile { get; private set; }
+
+    /// <summary>
+    /// Sets the delay the bridge in front of relay1 adds in each direction (so the RTT grows by twice this); the bridge
+    /// picks it up within 100 ms. Needs <see cref="LabOptions.DelayRelay1"/>.
+    /// </summary>
+    public async Task SetRelay1DelayAsync(TimeSpan oneWay, CancellationToken ct = default)
+    {
+        string file = DelayControlFile ?? throw new InvalidOperationException("this lab has no delay link: set LabOptions.DelayRelay1");
+        string tmp = file + ".tmp";
+        await File.WriteAllTextAsync(tmp, oneWay.TotalMilliseconds.ToString("0.###", CultureInfo.InvariantCulture), ct).ConfigureAwait(false);
+        File.Move(tmp, file, overwrite: true);
+    }
+
+    /// <summary>Takes a node's link down (its traffic vanishes silently, as when a host dies) or brings it back.</summary>
+    public Task SetLinkAsync(string node, bool up, CancellationToken ct = default)
+    {
+        ThrowIfDisposed();
+        return Ip(ct, "-n", Namespace(node), "link", "set", Prefix + "e", up ? "up" : "down");
+    }
+
+    /// <summary>Cuts a LAN (1 or 2) off the public segment at its router (nothing passes, nothing is answered), or heals it.</summary>
+    public Task SetLanConnectedAsync(int lan, bool connected, CancellationToken ct = default)
+    {
+        ThrowIfDisposed();
+        if (lan is not (1 or 2)) throw new ArgumentOutOfRangeException(nameof(lan), lan, "LAN 1 or 2");
+        return Ip(ct, "-n", Namespace("router" + lan.ToString(CultureInfo.InvariantCulture)), "link", "set", Prefix + "w", connected ? "up" : "down");
+    }
+
     private static async Task DeleteNamespaceAsync(string ipPath, string ns)
     {
         // A namespace lives on while a process runs in it: kill whatever still does (only pids inside this namespace).
@@ -576,6 +686,51 @@ public sealed class NatLab : IAsyncDisposable
 
         return removed;
     }
+
+    // A userspace L2 bridge between two interfaces that delays every frame; argv: if_a, if_b, control file (ms).
+    private const string DelayBridge = """
+import heapq, os, select, socket, sys, time
+a, b, ctl = sys.argv[1], sys.argv[2], sys.argv[3]
+def open_if(name):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind((name, 0))
+    s.setblocking(False)
+    return s
+sa, sb = open_if(a), open_if(b)
+other = {sa: sb, sb: sa}
+queue, seq, delay, checked = [], 0, 0.0, 0.0
+print('ready', flush=True)
+while True:
+    now = time.monotonic()
+    if now - checked > 0.1:
+        checked = now
+        try:
+            with open(ctl) as f: delay = float(f.read().strip() or 0) / 1000.0
+        except (OSError, ValueError):
+            pass
+    timeout = 0.1 if not queue else max(0.0, min(0.1, queue[0][0] - now))
+    ready, _, _ = select.select([sa, sb], [], [], timeout)
+    for s in ready:
+        while True:
+            try:
+                frame, addr = s.recvfrom(65536)
+            except BlockingIOError:
+                break
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue
+            if delay <= 0 and not queue:
+                try: other[s].send(frame)
+                except OSError: pass
+            else:
+                seq += 1
+                heapq.heappush(queue, (time.monotonic() + delay, seq, other[s], frame))
+    now = time.monotonic()
+    while queue and queue[0][0] <= now:
+        _, _, out, frame = heapq.heappop(queue)
+        try: out.send(frame)
+        except OSError: pass
+""";
 
     // Raw-socket ICMP echo (root), used when iputils ping is not installed. argv: target, seconds.
     private const string PythonPing = """

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Weft.Mesh.Identity;
 using Weft.P2P.AutoNat;
 using Weft.P2P.Dcutr;
 using Weft.P2P.Echo;
