@@ -32,7 +32,7 @@ public static class WeftCli
           weft agent --config PATH                   the edge agent (an edgemesh-agent.yaml; see docs/agent-config.md)
           weft status [--json] [--admin URL | --config PATH]
                                                      the running agent's relays, peers and paths
-          weft ping NODE_NAME [--count N] [--interval MS] [--timeout MS] [--admin URL | --config PATH]
+          weft ping NODE_NAME [--count N] [--interval MS] [--timeout MS] [--json] [--admin URL | --config PATH]
                                                      tunnel round trips to a node, each on a new stream, with its path
 
         common options: --log-level trace|debug|information|warning|error (default warning; env WEFT_LOG)

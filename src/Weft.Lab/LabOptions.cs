@@ -26,8 +26,11 @@ public sealed record LabOptions
     /// </summary>
     public IReadOnlyList<string> ExtraPublicNodes { get; init; } = [];
 
-    /// <summary>Put relay1's link through a userspace delay bridge (see <see cref="NatLab.SetRelay1DelayAsync"/>); needs python3 and ethtool.</summary>
-    public bool DelayRelay1 { get; init; }
+    /// <summary>
+    /// Public nodes (relay/relay1 and any of <see cref="ExtraPublicNodes"/>) whose link to the public bridge passes a
+    /// userspace delay bridge (see <see cref="NatLab.SetDelayAsync"/>); needs python3 and ethtool.
+    /// </summary>
+    public IReadOnlyList<string> DelayLinks { get; init; } = [];
 
     /// <summary>Timeout of each single setup/teardown command.</summary>
     public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(10);

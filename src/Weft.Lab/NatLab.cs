@@ -7,7 +7,7 @@ namespace Weft.Lab;
 /// <summary>
 /// A NAT lab in Linux network namespaces (needs root, <c>ip</c>, <c>iptables</c>, <c>sysctl</c>).
 /// <code>
-/// relay   10.250.0.1   ┐  (also "relay1"; with LabOptions.DelayRelay1 its link passes a userspace delay bridge)
+/// relay   10.250.0.1   ┐  (also "relay1"; public nodes named in LabOptions.DelayLinks reach the bridge through a delay)
 /// relay2  10.250.0.2   │  (optional public nodes, LabOptions.ExtraPublicNodes: relay2, lb, cloud-a, cloud-b)
 /// lb      10.250.0.30  │
 /// cloud-a 10.250.0.31  ├─ bridge in "&lt;p&gt;pub" (10.250.0.254), the public segment; no forwarding there
@@ -57,6 +57,7 @@ public sealed class NatLab : IAsyncDisposable
     private readonly TimeSpan commandTimeout;
     private readonly List<string> createdNamespaces = [];
     private readonly List<Process> started = [];
+    private readonly Dictionary<string, string> delayFiles = new(StringComparer.Ordinal);
     private readonly Lock gate = new();
     private int disposed;
 
@@ -222,6 +223,13 @@ public sealed class NatLab : IAsyncDisposable
             started.Clear();
             namespaces = [.. createdNamespaces];
             createdNamespaces.Clear();
+            foreach (string file in delayFiles.Values)
+            {
+                File.Delete(file);
+                File.Delete(file + ".tmp");
+            }
+
+            delayFiles.Clear();
         }
 
         foreach (Process p in procs)
@@ -454,27 +462,24 @@ public sealed class NatLab : IAsyncDisposable
         await BridgeAsync(pub, pubBridge, "10.250.0.254/24", ct).ConfigureAwait(false);
         await BridgeNetfilterOffAsync(pub, ct).ConfigureAwait(false);
 
-        // Relay on the public segment, directly or through the delay bridge.
-        if (Options.DelayRelay1)
+        // The relay and the other public nodes, each on the public bridge with its own address, directly or through a
+        // delay bridge.
+        string[] publicNodes = ["relay", .. Options.ExtraPublicNodes];
+        for (int i = 0; i < publicNodes.Length; i++)
         {
-            await BuildDelayLinkAsync(rel, eth, ct).ConfigureAwait(false);
-        }
-        else
-        {
-            await VethAsync(rel, eth, pub, p + "rp", ct).ConfigureAwait(false);
-            await EnslaveAsync(pub, p + "rp", pubBridge, ct).ConfigureAwait(false);
-        }
-
-        await AddressAsync(rel, eth, "10.250.0.1/24", ct).ConfigureAwait(false);
-
-        // The other public nodes, each on the public bridge with its own address.
-        for (int i = 0; i < Options.ExtraPublicNodes.Count; i++)
-        {
-            string node = Options.ExtraPublicNodes[i];
+            string node = publicNodes[i];
             string ns = Namespace(node);
-            string port = p + "x" + i.ToString(CultureInfo.InvariantCulture);
-            await VethAsync(ns, eth, pub, port, ct).ConfigureAwait(false);
-            await EnslaveAsync(pub, port, pubBridge, ct).ConfigureAwait(false);
+            string port = i == 0 ? p + "rp" : p + "x" + i.ToString(CultureInfo.InvariantCulture);
+            if (Options.DelayLinks.Contains(node) || (node == "relay" && Options.DelayLinks.Contains("relay1")))
+            {
+                await BuildDelayLinkAsync(node, ns, eth, port, i, ct).ConfigureAwait(false);
+            }
+            else
+            {
+                await VethAsync(ns, eth, pub, port, ct).ConfigureAwait(false);
+                await EnslaveAsync(pub, port, pubBridge, ct).ConfigureAwait(false);
+            }
+
             await AddressAsync(ns, eth, Lookup(node).Address + "/24", ct).ConfigureAwait(false);
         }
 
@@ -557,30 +562,37 @@ public sealed class NatLab : IAsyncDisposable
     }
 
     /// <summary>
-    /// relay ⟷ "&lt;p&gt;dl" ⟷ public bridge: two veths in a namespace of their own, joined by a userspace L2 bridge
-    /// (python3, AF_PACKET) that holds every frame for the delay in <see cref="DelayControlFile"/> (0 at first). The
-    /// relay keeps its address and sees the real peers; offloads are off so every frame fits the MTU.
+    /// node ⟷ "&lt;p&gt;d&lt;i&gt;" ⟷ public bridge: two veths in a namespace of their own, joined by a userspace L2 bridge
+    /// (python3, AF_PACKET) that holds every frame for the delay in the node's control file (0 at first). The node
+    /// keeps its address and sees the real peers; offloads are off so every frame fits the MTU.
     /// </summary>
-    private async Task BuildDelayLinkAsync(string rel, string eth, CancellationToken ct)
+    private async Task BuildDelayLinkAsync(string node, string ns, string eth, string port, int index, CancellationToken ct)
     {
         string p = Prefix;
-        string dl = p + "dl";
+        string n = index.ToString(CultureInfo.InvariantCulture);
+        string dl = p + "d" + n;
+        string da = p + "da" + n, db = p + "db" + n;
         await AddNamespaceAsync(dl, ct).ConfigureAwait(false);
-        await VethAsync(rel, eth, dl, p + "da", ct).ConfigureAwait(false);
-        await VethAsync(dl, p + "db", p + "pub", p + "rp", ct).ConfigureAwait(false);
-        await EnslaveAsync(p + "pub", p + "rp", p + "b", ct).ConfigureAwait(false);
-        await Ip(ct, "-n", dl, "link", "set", p + "da", "up").ConfigureAwait(false);
-        await Ip(ct, "-n", dl, "link", "set", p + "db", "up").ConfigureAwait(false);
+        await VethAsync(ns, eth, dl, da, ct).ConfigureAwait(false);
+        await VethAsync(dl, db, p + "pub", port, ct).ConfigureAwait(false);
+        await EnslaveAsync(p + "pub", port, p + "b", ct).ConfigureAwait(false);
+        await Ip(ct, "-n", dl, "link", "set", da, "up").ConfigureAwait(false);
+        await Ip(ct, "-n", dl, "link", "set", db, "up").ConfigureAwait(false);
         string ethtool = Shell.Find("ethtool") ?? throw new InvalidOperationException("'ethtool' is not installed (apt-get install ethtool): the delay link needs offloads off");
-        foreach (var (ns, dev) in new[] { (rel, eth), (dl, p + "da"), (dl, p + "db"), (p + "pub", p + "rp") })
+        foreach (var (space, dev) in new[] { (ns, eth), (dl, da), (dl, db), (p + "pub", port) })
         {
-            await InNs(ns, ct, ethtool, "-K", dev, "tso", "off", "gso", "off", "gro", "off", "tx", "off").ConfigureAwait(false);
+            await InNs(space, ct, ethtool, "-K", dev, "tso", "off", "gso", "off", "gro", "off", "tx", "off").ConfigureAwait(false);
         }
 
-        DelayControlFile = Path.Combine(Path.GetTempPath(), $"weft-lab-{p}-delay");
-        await File.WriteAllTextAsync(DelayControlFile, "0", ct).ConfigureAwait(false);
+        string control = Path.Combine(Path.GetTempPath(), $"weft-lab-{p}-delay-{n}");
+        await File.WriteAllTextAsync(control, "0", ct).ConfigureAwait(false);
+        lock (gate)
+        {
+            delayFiles[node == "relay1" ? "relay" : node] = control;
+        }
+
         string python = Shell.Find("python3") ?? throw new InvalidOperationException("'python3' is not installed: the delay link needs it");
-        var bridge = new Process { StartInfo = Shell.StartInfo(ip, NetnsExec(dl, [python, "-u", "-c", DelayBridge, p + "da", p + "db", DelayControlFile])) };
+        var bridge = new Process { StartInfo = Shell.StartInfo(ip, NetnsExec(dl, [python, "-u", "-c", DelayBridge, da, db, control])) };
         lock (gate)
         {
             bridge.Start();
@@ -595,16 +607,19 @@ public sealed class NatLab : IAsyncDisposable
         }
     }
 
-    /// <summary>The file the delay bridge reads its one-way delay (milliseconds) from; null without <see cref="LabOptions.DelayRelay1"/>.</summary>
-    public string? DelayControlFile { get; private set; }
-
     /// <summary>
-    /// Sets the delay the bridge in front of relay1 adds in each direction (so the RTT grows by twice this); the bridge
-    /// picks it up within 100 ms. Needs <see cref="LabOptions.DelayRelay1"/>.
+    /// Sets the delay the bridge in front of <paramref name="node"/> adds in each direction (so its RTTs grow by twice
+    /// this); the bridge picks it up within 100 ms. The node must be in <see cref="LabOptions.DelayLinks"/>.
     /// </summary>
-    public async Task SetRelay1DelayAsync(TimeSpan oneWay, CancellationToken ct = default)
+    public async Task SetDelayAsync(string node, TimeSpan oneWay, CancellationToken ct = default)
     {
-        string file = DelayControlFile ?? throw new InvalidOperationException("this lab has no delay link: set LabOptions.DelayRelay1");
+        string? file;
+        lock (gate)
+        {
+            file = delayFiles.GetValueOrDefault(node == "relay1" ? "relay" : node);
+        }
+
+        if (file is null) throw new InvalidOperationException($"{node} has no delay link: name it in LabOptions.DelayLinks");
         string tmp = file + ".tmp";
         await File.WriteAllTextAsync(tmp, oneWay.TotalMilliseconds.ToString("0.###", CultureInfo.InvariantCulture), ct).ConfigureAwait(false);
         File.Move(tmp, file, overwrite: true);

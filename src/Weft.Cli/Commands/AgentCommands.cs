@@ -15,7 +15,7 @@ public static class AgentCommands
 {
     public const string AgentUsage = "weft agent --config PATH";
     public const string StatusUsage = "weft status [--json] [--admin URL | --config PATH]";
-    public const string PingUsage = "weft ping NODE_NAME [--count N] [--interval MS] [--timeout MS] [--admin URL | --config PATH]";
+    public const string PingUsage = "weft ping NODE_NAME [--count N] [--interval MS] [--timeout MS] [--json] [--admin URL | --config PATH]";
 
     /// <summary>Longest wait for the admin API to answer a status request.</summary>
     public static readonly TimeSpan AdminTimeout = TimeSpan.FromSeconds(10);
@@ -165,7 +165,8 @@ public static class AgentCommands
 
     public static async Task<int> PingAsync(string[] argv, CancellationToken ct)
     {
-        var a = Args.Parse(argv, PingUsage, ["--admin", "--config", "--count", "--interval", "--timeout"]);
+        var a = Args.Parse(argv, PingUsage, ["--admin", "--config", "--count", "--interval", "--timeout"], ["--json"]);
+        var json = a.Has("--json");
         if (a.Positionals.Count != 1) throw new UsageException($"expected one node name\nusage: {PingUsage}");
         var node = a.Positionals[0];
         var count = a.GetInt("--count", 4, 1, AdminServer.MaxPingCount);
@@ -177,7 +178,9 @@ public static class AgentCommands
         HttpResponseMessage response;
         try
         {
-            response = await http.PostAsync(new Uri(query, UriKind.Relative), null, ct).ConfigureAwait(false);
+            // Replies stream in as they happen: read them as they come, not when the whole answer is in.
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(query, UriKind.Relative));
+            response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct).ConfigureAwait(false);
         }
         catch (HttpRequestException ex)
         {
@@ -197,21 +200,22 @@ public static class AgentCommands
             while (await reader.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
             {
                 var r = JsonSerializer.Deserialize<PingReply>(line, AdminServer.Json)!;
+                if (json) Console.WriteLine(line);
                 if (r.Ok)
                 {
                     ok++;
                     rtts.Add(r.RttMs!.Value);
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    if (!json) Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"pong from {node}: seq={r.Seq} time={r.RttMs:0.000} ms open={r.OpenMs:0.000} ms path {r.Path}{(r.Via is null ? "" : " via " + r.Via)}"));
                 }
                 else
                 {
                     failed++;
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"no pong from {node}: seq={r.Seq} after {r.OpenMs:0.0} ms: {r.Error}"));
+                    if (!json) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"no pong from {node}: seq={r.Seq} after {r.OpenMs:0.0} ms: {r.Error}"));
                 }
             }
             rtts.Sort();
-            Console.WriteLine(rtts.Count == 0
+            if (!json) Console.WriteLine(rtts.Count == 0
                 ? $"{ok + failed} sent, 0 answered"
                 : string.Create(CultureInfo.InvariantCulture, $"{ok + failed} sent, {ok} answered, rtt min/median/max {rtts[0]:0.000}/{rtts[rtts.Count / 2]:0.000}/{rtts[^1]:0.000} ms"));
             return ok > 0 ? WeftCli.ExitOk : WeftCli.ExitFailed;

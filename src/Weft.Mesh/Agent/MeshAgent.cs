@@ -169,7 +169,7 @@ public sealed class MeshAgent : IAsyncDisposable
 
     private static TunnelOptions TunnelOptionsOf(TunnelConfig t)
     {
-        var o = new TunnelOptions();
+        var o = new TunnelOptions { DeniedTargets = t.DeniedTargets };
         return t.Limits.Enable
             ? o with
             {
@@ -309,7 +309,13 @@ public sealed class MeshAgent : IAsyncDisposable
                 try
                 {
                     var answer = await AutoNatClient.RequestAsync(server, AutoNatMessage.DialRequest(Host.PeerId, [addr]), cts.Token).ConfigureAwait(false);
-                    if (answer.Status == AutoNatResponseStatus.Ok) { verdict = "reachable"; break; }
+                    if (answer.Status == AutoNatResponseStatus.Ok && answer.Addr?.WithoutPeerId() == addr) { verdict = "reachable"; break; }
+                    if (answer.Status == AutoNatResponseStatus.Ok)
+                    {
+                        // The server reached us, but at the address our connection comes from, not at the advertised one.
+                        verdict = $"unreachable: {server.RemotePeer} reaches this node at {answer.Addr} instead";
+                        break;
+                    }
                     if (answer.Status == AutoNatResponseStatus.DialError) { verdict = $"unreachable: {server.RemotePeer} could not dial it ({answer.StatusText})"; break; }
                     refusals.Add($"{server.RemotePeer} refused ({answer.StatusText}; it sees us at {server.RemoteAddress})");
                 }

@@ -147,6 +147,12 @@ public sealed record TunnelConfig
     /// <summary>Punch holes (DCUtR) to turn relayed connections into direct ones.</summary>
     public bool HolePunching { get; init; } = true;
 
+    /// <summary>
+    /// Endpoints the tunnel refuses to dial for peers (Weft's <c>deniedTargets</c>): by default this node's loopback and
+    /// link-local ranges, so no peer reaches the admin API or a cloud metadata service through it.
+    /// </summary>
+    public IReadOnlyList<System.Net.IPNetwork> DeniedTargets { get; init; } = Tunnel.TunnelOptions.DefaultDeniedTargets;
+
     public bool IsClientOnly => string.Equals(Mode, "ClientOnly", StringComparison.OrdinalIgnoreCase);
 }
 

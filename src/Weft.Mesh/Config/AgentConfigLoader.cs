@@ -223,6 +223,17 @@ public static class AgentConfigLoader
         if (s.Bool("enableIpfsLog") == true) warnings.Add("enableIpfsLog: use --log-level debug for Weft's connection logs");
 
         var relays = ReadRelays(s, listenPort, problems);
+        var denied = t.DeniedTargets;
+        if (s.Strings("deniedTargets") is { } cidrs)
+        {
+            var list = new List<IPNetwork>();
+            foreach (var c in cidrs)
+            {
+                if (IPNetwork.TryParse(c, out var n)) list.Add(n);
+                else problems.Add(Path(s, "deniedTargets"), s.Node, $"'{c}' is not a CIDR range (e.g. 127.0.0.0/8)");
+            }
+            denied = list;
+        }
         var maxCandidates = s.Int("maxCandidates", 1, 1000) ?? t.MaxCandidates;
         return t with
         {
@@ -245,6 +256,7 @@ public static class AgentConfigLoader
             OfferRelay = s.Bool("offerRelay") ?? t.OfferRelay,
             Mdns = s.Bool("mdns") ?? t.Mdns,
             HolePunching = s.Bool("holePunching") ?? t.HolePunching,
+            DeniedTargets = denied,
         };
     }
 

@@ -12,7 +12,10 @@ namespace Weft.Mesh.Paths;
 /// <summary>Timing of <see cref="MeshDialer"/>.</summary>
 public sealed record MeshDialerOptions
 {
-    /// <summary>Head start direct addresses get over relayed ones (when the peer's direct addresses are not known to fail).</summary>
+    /// <summary>
+    /// Head start direct addresses in one of our own subnets get over relayed ones (a LAN peer). Direct addresses
+    /// elsewhere (another site's private range, say) are tried at the same time as the relays.
+    /// </summary>
     public TimeSpan DirectHeadStart { get; init; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>Delay between dials through successive relays (nearest first), so one relay is used, not all.</summary>
@@ -33,6 +36,40 @@ public sealed record MeshDialerOptions
 public sealed class MeshDialer(Libp2pHost host, RelayManager relays, MeshDialerOptions options, ILogger log)
 {
     private readonly ConcurrentDictionary<PeerId, long> _directFailedAt = new();
+    private (long At, IReadOnlyList<IPNetwork> Networks) _local = (long.MinValue, []);
+
+    /// <summary>How long the list of our own subnets is cached.</summary>
+    public static readonly TimeSpan LocalNetworksTtl = TimeSpan.FromSeconds(30);
+
+    private IReadOnlyList<IPNetwork> LocalNetworks()
+    {
+        var cached = _local;
+        if (cached.At != long.MinValue && host.Time.GetElapsedTime(cached.At) < LocalNetworksTtl) return cached.Networks;
+        var list = new List<IPNetwork>();
+        try
+        {
+            foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+                foreach (var u in nic.GetIPProperties().UnicastAddresses)
+                    if (u.PrefixLength > 0) list.Add(new IPNetwork(Mask(u.Address, u.PrefixLength), u.PrefixLength));
+        }
+        catch (System.Net.NetworkInformation.NetworkInformationException) { /* none known: no head start */ }
+        _local = (host.Time.GetTimestamp(), list);
+        return list;
+    }
+
+    private static IPAddress Mask(IPAddress a, int prefix)
+    {
+        var b = a.GetAddressBytes();
+        for (var i = 0; i < b.Length; i++)
+        {
+            var keep = Math.Clamp(prefix - i * 8, 0, 8);
+            b[i] &= (byte)(0xFF << (8 - keep));
+        }
+        return new IPAddress(b);
+    }
+
+    private bool InLocalNetwork(Multiaddr a) =>
+        a.TryGetTcpEndPoint(out var ep) && ep is not null && LocalNetworks().Any(n => n.Contains(ep.Address));
 
     /// <summary>Forgets that direct addresses of <paramref name="peer"/> failed (it was found in the LAN, say).</summary>
     public void DirectMayWork(PeerId peer) => _directFailedAt.TryRemove(peer, out _);
@@ -117,7 +154,7 @@ public sealed class MeshDialer(Libp2pHost host, RelayManager relays, MeshDialerO
         var skipDirect = _directFailedAt.TryGetValue(peer, out var failed) && host.Time.GetElapsedTime(failed) < options.DirectFailureMemory;
         if (!skipDirect)
             foreach (var a in direct) steps.Add(new Step(a.WithPeerId(peer), TimeSpan.Zero));
-        var headStart = steps.Count > 0 ? options.DirectHeadStart : TimeSpan.Zero;
+        var headStart = steps.Any(s => InLocalNetwork(s.Address)) ? options.DirectHeadStart : TimeSpan.Zero;
         var ranked = relays.Ranked;
         var reservedOn = ReservedRelays(peer);
         // Relays the peer is known to be reserved on first; without that knowledge try ours in rank order.

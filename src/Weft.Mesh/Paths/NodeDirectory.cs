@@ -52,7 +52,10 @@ public sealed class NodeDirectory(IdentityMode mode, TimeProvider time)
     {
         lock (_gate)
             if (_byName.TryGetValue(name, out var e)) return e.Peer;
-        return mode == IdentityMode.Legacy && name.Length is > 0 and <= LegacyIdentity.MaxNodeNameBytes ? LegacyIdentity.DerivePeerId(name) : null;
+        if (mode != IdentityMode.Legacy || name.Length is 0 or > LegacyIdentity.MaxNodeNameBytes) return null;
+        var derived = LegacyIdentity.DerivePeerId(name);
+        Learn(name, derived, "legacy");
+        return derived;
     }
 
     public string? NameOf(PeerId peer)

@@ -35,8 +35,12 @@ public sealed class RelayManager : IAsyncDisposable
     /// <summary>The <see cref="Libp2pHost.SetAddresses"/> source prefix of a relay's circuit addresses.</summary>
     public const string AddressSourcePrefix = "relay/";
 
-    /// <summary>Weight of a new RTT sample in the smoothed RTT.</summary>
-    public const double RttSmoothing = 0.3;
+    /// <summary>
+    /// RTT samples kept per relay. A relay's RTT is the smallest of them: queueing and a busy CPU only ever add delay,
+    /// so the minimum over a few seconds is the path's own RTT, steady under load, and still follows a real change
+    /// within one window.
+    /// </summary>
+    public const int RttWindow = 16;
 
     /// <summary>Dialling one relay (connect and handshake) and reserving on it.</summary>
     public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(5);
@@ -260,6 +264,7 @@ public sealed class RelayManager : IAsyncDisposable
         private Task _loop = Task.CompletedTask;
         private volatile RelayLinkStatus _status = RelayLinkStatus.Connecting;
         private volatile bool _reserved;
+        private readonly Queue<double> _samples = new();
         private double? _rtt;
         private DateTimeOffset? _since;
         private string? _lastError;
@@ -434,7 +439,12 @@ public sealed class RelayManager : IAsyncDisposable
         private void Sample(TimeSpan rtt)
         {
             var ms = rtt.TotalMilliseconds;
-            lock (this) _rtt = _rtt is { } old ? old + RttSmoothing * (ms - old) : ms;
+            lock (this)
+            {
+                _samples.Enqueue(ms);
+                while (_samples.Count > RttWindow) _samples.Dequeue();
+                _rtt = _samples.Min();
+            }
             owner._metrics.RecordRelayRtt(Node.NodeName, ms / 1000);
         }
 

@@ -51,7 +51,10 @@ public sealed record TunnelOptions
     /// Endpoints the tunnel never dials for a peer: this node's loopback and link-local addresses (its admin API, cloud
     /// metadata services). A peer asking for them gets FAILED.
     /// </summary>
-    public IReadOnlyList<IPNetwork> DeniedTargets { get; init; } =
+    public IReadOnlyList<IPNetwork> DeniedTargets { get; init; } = DefaultDeniedTargets;
+
+    /// <summary>Loopback, link-local and unspecified addresses.</summary>
+    public static readonly IReadOnlyList<IPNetwork> DefaultDeniedTargets =
         [IPNetwork.Parse("127.0.0.0/8"), IPNetwork.Parse("::1/128"), IPNetwork.Parse("169.254.0.0/16"), IPNetwork.Parse("fe80::/10"), IPNetwork.Parse("0.0.0.0/32"), IPNetwork.Parse("::/128")];
 }
 

@@ -752,7 +752,16 @@ public sealed class Libp2pHost : IAsyncDisposable
         try
         {
             var bind = Options.ReusePort ? PickLocalBind(addr) : null;
-            raw = await _tcp.DialAsync(addr.WithoutPeerId(), bind, cts.Token).ConfigureAwait(false);
+            try
+            {
+                raw = await _tcp.DialAsync(addr.WithoutPeerId(), bind, cts.Token).ConfigureAwait(false);
+            }
+            catch (SocketException ex) when (bind is not null && ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.AddressAlreadyInUse)
+            {
+                // An old connection from our listen port to this address still holds the 4-tuple (a peer that vanished
+                // leaves ours closing for minutes): dial from an ephemeral port instead.
+                raw = await _tcp.DialAsync(addr.WithoutPeerId(), null, cts.Token).ConfigureAwait(false);
+            }
             var conn = await UpgradeCoreAsync(raw, Direction.Outbound, expected, cts.Token).ConfigureAwait(false);
             if (!TryAdd(conn, out var why))
             {
