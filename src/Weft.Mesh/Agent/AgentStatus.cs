@@ -29,7 +29,14 @@ public sealed record AgentStatus(
     IReadOnlyList<string> Warnings,
     string? ConfigPath,
     int ConfigReloads,
-    string? LastConfigError);
+    string? LastConfigError)
+{
+    /// <summary>The service proxy (null when modules.edgeProxy is off).</summary>
+    public Proxy.ProxyView? Proxy { get; init; }
+
+    /// <summary>The proxied services, each with its address and URL on this node.</summary>
+    public IReadOnlyList<Proxy.ServiceView> Services { get; init; } = [];
+}
 
 /// <summary>One tunnel ping (a new stream each time), as <c>POST /ping</c> streams them.</summary>
 public sealed record PingReply(int Seq, bool Ok, double? RttMs, double? OpenMs, string? Path, string? Via, string? Error, string Utc);

@@ -90,6 +90,9 @@ public sealed class MeshAgent : IAsyncDisposable
     public NodeDirectory Directory { get; }
     public MeshDialer Dialer { get; }
     public TunnelService Tunnel { get; }
+
+    /// <summary>The service proxy (modules.edgeProxy); null when it is off.</summary>
+    public Proxy.ServiceProxy? Proxy { get; private set; }
     public DateTimeOffset StartedAt { get; }
     public AgentConfig Config { get { lock (_gate) return _config; } }
     public string NodeName => Config.NodeName;
@@ -138,6 +141,7 @@ public sealed class MeshAgent : IAsyncDisposable
             agent.ApplyRelayRole(config);
             agent.Relays.SetRelays(OtherRelays(config), reserve: !config.IsRelay, maxReservations: config.Tunnel.MaxCandidates);
             agent._autonat.Start();
+            if (config.Proxy.Enable) agent.Proxy = Mesh.Proxy.ServiceProxy.Start(config.Proxy, config.NodeName, agent.Directory.Resolve, agent.Tunnel, host.Time, loggers);
             agent._loops.Add(Task.Run(() => agent.ProbePathsAsync(agent._stop.Token)));
             agent._loops.Add(Task.Run(() => agent.CheckRelayLoopAsync(agent._stop.Token)));
             Log.Started(agent._log, config.NodeName, host.PeerId.ToString(), string.Join(' ', host.ListenAddresses), config.IsRelay);
@@ -204,6 +208,7 @@ public sealed class MeshAgent : IAsyncDisposable
         if (next.Tunnel.Identity != before.Tunnel.Identity) restartNeeded.Add("identity");
         if (next.Tunnel.ListenInterfaces != before.Tunnel.ListenInterfaces) restartNeeded.Add("listenInterfaces");
         if (next.Admin != before.Admin) restartNeeded.Add("admin");
+        if (next.Proxy != before.Proxy) restartNeeded.Add("edgeProxy (its services file is watched on its own)");
         foreach (var k in restartNeeded) Log.RestartNeeded(_log, k);
         ApplyRelayRole(next);
         Relays.SetRelays(OtherRelays(next), reserve: !next.IsRelay, maxReservations: next.Tunnel.MaxCandidates);
@@ -459,6 +464,7 @@ public sealed class MeshAgent : IAsyncDisposable
             configError = _lastConfigError;
         }
         if (configError is not null) warnings.Add("the last configuration change was rejected: " + configError);
+        if (Proxy is not null) warnings.AddRange(Proxy.Warnings());
         return new AgentStatus(
             config.NodeName, Host.PeerId.ToString(), typeof(MeshAgent).Assembly.GetName().Version?.ToString(3) ?? "?",
             StartedAt.ToString("O", CultureInfo.InvariantCulture), notReady.Count == 0, notReady,
@@ -467,7 +473,11 @@ public sealed class MeshAgent : IAsyncDisposable
             links.Select(l => new RelayStatusView(l.NodeName, l.Peer?.ToString(), l.Status.ToString().ToLowerInvariant(), l.Reserved, l.Preferred,
                 l.Rtt is { } t ? Math.Round(t.TotalMilliseconds, 3) : null, l.Since?.ToString("O", CultureInfo.InvariantCulture), l.LastError, l.Failures,
                 l.Addresses.Select(a => a.ToString()).ToList())).ToList(),
-            Relays.Preferred is { } pr ? Relays.NameOf(pr) : null, Relays.Failovers, peers, warnings, config.ConfigPath, reloads, configError);
+            Relays.Preferred is { } pr ? Relays.NameOf(pr) : null, Relays.Failovers, peers, warnings, config.ConfigPath, reloads, configError)
+        {
+            Proxy = Proxy?.View(),
+            Services = Proxy?.Services() ?? [],
+        };
     }
 
     private IEnumerable<Measurement<long>> ObservePeers()
@@ -518,6 +528,7 @@ public sealed class MeshAgent : IAsyncDisposable
         await _autonat.DisposeAsync().ConfigureAwait(false);
         _autonatServer.Dispose();
         _dcutr?.Dispose();
+        if (Proxy is not null) await Proxy.DisposeAsync().ConfigureAwait(false);
         Tunnel.Dispose();
         lock (_gate) _relayServer?.Dispose();
         await Host.DisposeAsync().ConfigureAwait(false);

@@ -191,6 +191,9 @@ public sealed record AgentConfig
 
     public MetricConfig Metrics { get; init; } = new();
 
+    /// <summary><c>modules.edgeProxy</c>: the service proxy.</summary>
+    public Proxy.EdgeProxyConfig Proxy { get; init; } = new();
+
     /// <summary>Warnings that do not stop the agent (keys accepted for compatibility but not used, and so on).</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
 

@@ -85,11 +85,7 @@ public static class AgentConfigLoader
             dns.Accept("enable", "listenPort", "cacheDNS");
             if (dns.Bool("enable") == true) warnings.Add("modules.edgeDNS is not served yet by this Weft version");
         }
-        if (modules?.Section("edgeProxy") is { } proxy)
-        {
-            proxy.Accept("enable", "serviceFilterMode", "socks5Proxy", "loadBalancer");
-            if (proxy.Bool("enable") == true) warnings.Add("modules.edgeProxy is not served yet by this Weft version");
-        }
+        var proxy = Proxy.EdgeProxyConfig.Read(modules?.Section("edgeProxy"), problems, warnings, path);
         if (modules?.Section("edgeCNI") is { } cni)
         {
             cni.Accept("encapsulationIP", "tunMode", "meshCIDRConfig");
@@ -131,6 +127,7 @@ public static class AgentConfigLoader
             Tunnel = tunnel with { RelayNodes = relays },
             Admin = admin,
             Metrics = metrics,
+            Proxy = proxy,
             Warnings = warnings,
         };
     }
