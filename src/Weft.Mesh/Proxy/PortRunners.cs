@@ -31,6 +31,7 @@ internal abstract class PortRunner
     public string? Error { get; private set; }
     public long Connections;
     public long Failures;
+    public long Dropped;
     public int Active;
 
     public virtual int FlowCount => 0;
@@ -346,6 +347,7 @@ internal sealed class UdpPortRunner(ServiceProxy proxy, ServiceState service, Se
                 if (!Proxy.EnterFlow(service) && !(EvictOne() && Proxy.EnterFlow(service)))
                 {
                     Log.FlowLimit(Proxy.LogTo, Label, Proxy.Limits.MaxUdpFlows, client.ToString());
+                    Interlocked.Increment(ref Dropped);
                     Proxy.Metrics.UdpDropped.Add(1, tags, new("reason", "flows"));
                     continue;
                 }
@@ -355,7 +357,10 @@ internal sealed class UdpPortRunner(ServiceProxy proxy, ServiceState service, Se
                 Proxy.Track(flow.RunAsync);
             }
             if (!flow.Enqueue(buffer.AsSpan(0, r.ReceivedBytes).ToArray()))
+            {
+                Interlocked.Increment(ref Dropped);
                 Proxy.Metrics.UdpDropped.Add(1, tags, new("reason", flow.Failed ? "unreachable" : "queue"));
+            }
         }
     }
 
@@ -419,6 +424,7 @@ internal sealed class UdpPortRunner(ServiceProxy proxy, ServiceState service, Se
                     _queue.Writer.TryComplete();
                     var lost = 0;
                     while (_queue.Reader.TryRead(out _)) lost++;
+                    Interlocked.Add(ref port.Dropped, lost);
                     port.Proxy.Metrics.UdpDropped.Add(lost, tags, new("reason", "unreachable"));
                     Log.NoEndpoint(port.Proxy.LogTo, port.Label, client.ToString(), port.Proxy.Limits.MaxAttempts);
                     _why = "no endpoint reachable";

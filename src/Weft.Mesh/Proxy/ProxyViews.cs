@@ -3,7 +3,7 @@ namespace Weft.Mesh.Proxy;
 /// <summary>One port of a service as <c>/status</c> shows it: where clients connect (<see cref="Url"/>) and whether it listens.</summary>
 public sealed record ServicePortView(
     string Name, int Port, string Protocol, int TargetPort, string Url, bool Listening, string? Error,
-    long Connections, long Failures, int ActiveConnections, int UdpFlows);
+    long Connections, long Failures, int ActiveConnections, int UdpFlows, long UdpDropped);
 
 /// <summary>One endpoint of a service, with the state of its failure cooldown.</summary>
 public sealed record EndpointView(string? Node, string Ip, IReadOnlyList<int> Ports, string Path, bool CoolingDown, int Failures);

@@ -289,7 +289,7 @@ public sealed class ServiceProxy : IAsyncDisposable
             var spec = s.Spec!;
             var runners = s.Runners.ToList();
             var ports = runners.Select(r => new ServicePortView(r.Port.Name, r.Port.Port, r.Port.ProtocolName, r.Port.TargetPort, r.Url, r.Listening, r.Error,
-                Interlocked.Read(ref r.Connections), Interlocked.Read(ref r.Failures), Volatile.Read(ref r.Active), r.FlowCount)).ToList();
+                Interlocked.Read(ref r.Connections), Interlocked.Read(ref r.Failures), Volatile.Read(ref r.Active), r.FlowCount, Interlocked.Read(ref r.Dropped))).ToList();
             var states = runners.SelectMany(r => r.Picker.States()).ToList();
             var endpoints = spec.Endpoints.Select(e =>
             {

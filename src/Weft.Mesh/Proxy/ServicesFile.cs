@@ -271,13 +271,14 @@ public static partial class ServicesFile
                 else overrides[pname] = n.Value;
             }
             if (ip is null) { ok = false; continue; }
-            if (list.Any(e => e.NodeName == node && e.Ip.Equals(ip)))
+            var endpoint = new ServiceEndpoint(node, ip, overrides);
+            if (list.Any(e => e.NodeName == node && e.Ip.Equals(ip) && ports.All(p => e.PortFor(p) == endpoint.PortFor(p))))
             {
-                problems.Add(item.Path, item.Node, $"endpoint {node ?? "(any node)"} {ip} is listed twice; keep one");
+                problems.Add(item.Path, item.Node, $"endpoint {node ?? "(any node)"} {ip} with the same ports is listed twice; keep one");
                 ok = false;
                 continue;
             }
-            list.Add(new ServiceEndpoint(node, ip, overrides));
+            list.Add(endpoint);
         }
         return ok ? list : null;
     }

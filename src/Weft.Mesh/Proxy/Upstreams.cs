@@ -89,7 +89,11 @@ internal sealed class Upstreams(string nodeName, Func<string, PeerId?> resolve, 
     {
         if (IsLocal(e))
         {
-            var s = new Socket(e.Ip.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+            var s = new Socket(e.Ip.AddressFamily, SocketType.Dgram, ProtocolType.Udp)
+            {
+                ReceiveBufferSize = UdpPortRunner.SocketBuffer,
+                SendBufferSize = UdpPortRunner.SocketBuffer,
+            };
             try
             {
                 await s.ConnectAsync(e.EndPoint, ct).ConfigureAwait(false);

@@ -293,6 +293,9 @@ public sealed class TunnelService : IDisposable
         }
     }
 
+    /// <summary>Socket buffer asked for each way on UDP sockets to endpoints (the kernel caps it at net.core.rmem_max / wmem_max).</summary>
+    public const int UdpSocketBuffer = 4 << 20;
+
     private bool Denied(IPAddress ip)
     {
         if (ip.IsIPv4MappedToIPv6) ip = ip.MapToIPv4();
@@ -311,6 +314,12 @@ public sealed class TunnelService : IDisposable
                 using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 cts.CancelAfter(Options.DialTimeout);
                 if (type == SocketType.Stream) socket.NoDelay = true;
+                else
+                {
+                    // A burst of datagrams from the tunnel draws a burst of replies; the default buffer (~208 KiB) drops them.
+                    socket.ReceiveBufferSize = UdpSocketBuffer;
+                    socket.SendBufferSize = UdpSocketBuffer;
+                }
                 await socket.ConnectAsync(target, cts.Token).ConfigureAwait(false);
                 return socket;
             }

@@ -87,7 +87,7 @@ public sealed class ServicesFileTests : IDisposable
     [InlineData("services: [{name: a, ports: [{port: 80}], endpoints: [{ip: 10.0.0.1, nodeName: 'a b'}]}]", "'a b' is not a node name")]
     [InlineData("services: [{name: a, ports: [{name: x, port: 80}, {name: y, port: 81}], endpoints: [{ip: 10.0.0.1, port: 8080}]}]", "'port' is only for a service with one port")]
     [InlineData("services: [{name: a, ports: [{name: x, port: 80}], endpoints: [{ip: 10.0.0.1, ports: [{name: z, port: 1}]}]}]", "the service has no port named 'z' (it has: x)")]
-    [InlineData("services: [{name: a, ports: [{port: 80}], endpoints: [{ip: 10.0.0.1}, {ip: 10.0.0.1}]}]", "endpoint (any node) 10.0.0.1 is listed twice")]
+    [InlineData("services: [{name: a, ports: [{port: 80}], endpoints: [{ip: 10.0.0.1}, {ip: 10.0.0.1}]}]", "endpoint (any node) 10.0.0.1 with the same ports is listed twice")]
     [InlineData("services: [{name: a, ports: [{port: 80}]}, {name: a, ports: [{port: 81}]}]", "service default/a is listed twice")]
     [InlineData("services: [{name: a, clusterIP: 127.10.0.9, ports: [{port: 80}]}, {name: b, clusterIP: 127.10.0.9, ports: [{port: 81}]}]", "127.10.0.9 is already the clusterIP of default/a")]
     [InlineData("services: [{name: a, prots: [{port: 80}]}]", "services[0].prots (line 1): unknown key; did you mean 'ports'?")]
