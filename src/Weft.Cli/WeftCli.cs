@@ -93,6 +93,7 @@ public static class WeftCli
             case "agent": return AgentCommands.AgentAsync(args[1..], loggers, ct);
             case "status": return AgentCommands.StatusAsync(args[1..], ct);
             case "ping": return AgentCommands.PingAsync(args[1..], ct);
+            case "demo-app" or "demo-call": return DemoCommands.RunAsync(args, ct); // hidden: the lab's demo service and its client
         }
         var sub = args.Length > 1 ? args[1] : "";
         var rest = args.Skip(2).ToArray();

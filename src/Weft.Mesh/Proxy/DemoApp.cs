@@ -68,6 +68,20 @@ public sealed class DemoApp : IAsyncDisposable
     /// <summary>Byte i of <c>GET /bytes/N</c>.</summary>
     public static byte PatternAt(long i) => (byte)(i % 251);
 
+    /// <summary>True when <paramref name="data"/> is bytes <paramref name="at"/>.. of the pattern (vectorised compare).</summary>
+    public static bool MatchesPattern(long at, ReadOnlySpan<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            var offset = (int)(at % 251);
+            var take = Math.Min(data.Length, Pattern.Length - offset);
+            if (!data[..take].SequenceEqual(Pattern.AsSpan(offset, take))) return false;
+            data = data[take..];
+            at += take;
+        }
+        return true;
+    }
+
     public static async Task<DemoApp> StartAsync(DemoAppOptions options, CancellationToken ct = default)
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -112,6 +126,16 @@ public sealed class DemoApp : IAsyncDisposable
             if (c.Request.ContentLength is { } length) c.Response.ContentLength = length;
             await c.Request.Body.CopyToAsync(c.Response.Body, c.RequestAborted).ConfigureAwait(false);
         });
+        Task NotAllowed(HttpContext c, string allow)
+        {
+            c.Response.StatusCode = 405;
+            c.Response.Headers.Allow = allow;
+            return c.Response.WriteAsync($"{c.Request.Method} is not allowed here; use {allow}\n", c.RequestAborted);
+        }
+        string[] notGet = ["POST", "PUT", "DELETE", "PATCH"];
+        web.MapMethods("/", notGet, (HttpContext c) => NotAllowed(c, "GET"));
+        web.MapMethods("/bytes/{n}", notGet, (HttpContext c) => NotAllowed(c, "GET"));
+        web.MapMethods("/echo", ["GET", "PUT", "DELETE", "PATCH"], (HttpContext c) => NotAllowed(c, "POST"));
         web.MapFallback((HttpContext c) =>
         {
             c.Response.StatusCode = 404;

@@ -109,90 +109,22 @@ public sealed class ProxyLoopbackTests(ITestOutputHelper output)
 
             // 1-packet queries, each from a new socket (a new flow), of sizes up to the largest datagram.
             int[] sizes = [0, 1, 100, 512, 1400, 9000, 65000, ProxyLimits.MaxDatagram];
-            var answered = 0;
-            for (var q = 0; q < 40; q++)
-            {
-                using var c = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-                c.Connect(service);
-                var query = new byte[sizes[q % sizes.Length]];
-                new Random(q).NextBytes(query);
-                await c.SendAsync(query);
-                var back = new byte[65536];
-                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-                try
-                {
-                    var n = await c.ReceiveAsync(back, cts.Token);
-                    Assert.Equal(query, back[..n]);
-                    answered++;
-                }
-                catch (OperationCanceledException)
-                {
-                    output.WriteLine($"{name}: query {q} ({query.Length} bytes) not answered");
-                }
-            }
-            output.WriteLine($"{name}: {answered} of 40 single-datagram queries answered");
-            Assert.Equal(40, answered);
+            var (queries, answered) = await DemoClient.UdpQueriesAsync(service, 40, sizes, TimeSpan.FromSeconds(5));
+            output.WriteLine($"{name}: {answered} of {queries} single-datagram queries answered");
+            Assert.Equal(queries, answered);
 
             // A stream of 10,000 datagrams on one flow, at most 64 unanswered at a time; the same stream straight to the
             // echo server (no proxy, no tunnel) is the baseline of what UDP on loopback loses here.
-            var direct = await UdpStreamAsync(new IPEndPoint(IPAddress.Loopback, (name == "local" ? appA : appB).UdpEcho!.Port), 10_000, window: 64);
-            var (sent, received, lost) = await UdpStreamAsync(service, 10_000, window: 64);
-            output.WriteLine($"{name}: stream of {sent} datagrams: {received} echoed intact, {lost} lost (direct to the echo server: {direct.Lost} lost)");
-            Assert.Equal(sent, received + lost);
-            Assert.True(lost <= Math.Max(direct.Lost, sent / 1000), $"{lost} of {sent} lost through the proxy, {direct.Lost} directly");
+            var direct = await DemoClient.UdpStreamAsync(new IPEndPoint(IPAddress.Loopback, (name == "local" ? appA : appB).UdpEcho!.Port), 10_000, window: 64);
+            var stream = await DemoClient.UdpStreamAsync(service, 10_000, window: 64);
+            output.WriteLine($"{name}: stream of {stream.Sent} datagrams: {stream.Received} echoed intact, {stream.Lost} lost in {stream.Seconds:0.00} s (direct to the echo server: {direct.Lost} lost)");
+            Assert.Equal(0, stream.Corrupt); // every echo is one whole datagram that was sent...
+            Assert.Equal(0, stream.Duplicates); // ...once
+            Assert.True(stream.Lost <= Math.Max(direct.Lost, stream.Sent / 1000), $"{stream.Lost} of {stream.Sent} lost through the proxy, {direct.Lost} directly");
         }
         var status = scene.Caller.Status().Services;
         Assert.All(status, s => Assert.Equal(0, s.Ports.Single(p => p.Protocol == "UDP").UdpDropped));
         Assert.Equal("local", status.Single(s => s.Name == "local").Endpoints.Single().Path);
-    }
-
-    /// <summary>
-    /// Sends <paramref name="count"/> datagrams (each: sequence number, length, a pattern from both) with at most
-    /// <paramref name="window"/> unanswered; checks every echo is exactly one sent datagram, once. Returns sent,
-    /// received intact, and lost (never echoed within 2 s of the last send).
-    /// </summary>
-    internal static async Task<(int Sent, int Received, int Lost)> UdpStreamAsync(IPEndPoint service, int count, int window)
-    {
-        using var c = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveBufferSize = 4 << 20 };
-        c.Connect(service);
-        var seen = new bool[count];
-        var received = 0;
-        using var progress = new SemaphoreSlim(0);
-        using var stop = new CancellationTokenSource();
-        static int SizeOf(int seq) => 8 + seq * 7919 % 1393;
-        var reader = Task.Run(async () =>
-        {
-            var buffer = new byte[65536];
-            while (true)
-            {
-                int n;
-                try { n = await c.ReceiveAsync(buffer, stop.Token); }
-                catch (OperationCanceledException) { return; }
-                var seq = BitConverter.ToInt32(buffer, 0);
-                Assert.InRange(seq, 0, count - 1);
-                Assert.Equal(SizeOf(seq), n); // boundaries kept: one datagram, whole
-                for (var i = 4; i < n; i++) if (buffer[i] != (byte)(seq + i)) Assert.Fail($"datagram {seq} corrupt at {i}");
-                Assert.False(seen[seq], $"datagram {seq} came back twice");
-                seen[seq] = true;
-                Interlocked.Increment(ref received);
-                progress.Release();
-            }
-        });
-        for (var seq = 0; seq < count; seq++)
-        {
-            // Wait for room in the window; a stall of 500 ms means datagrams were lost, go on.
-            while (seq - Volatile.Read(ref received) >= window && await progress.WaitAsync(TimeSpan.FromMilliseconds(500))) { }
-            var d = new byte[SizeOf(seq)];
-            BitConverter.TryWriteBytes(d, seq);
-            for (var i = 4; i < d.Length; i++) d[i] = (byte)(seq + i);
-            await c.SendAsync(d);
-        }
-        var until = DateTime.UtcNow + TimeSpan.FromSeconds(2);
-        while (Volatile.Read(ref received) < count && DateTime.UtcNow < until) await progress.WaitAsync(TimeSpan.FromMilliseconds(100));
-        await stop.CancelAsync();
-        await reader;
-        var got = Volatile.Read(ref received);
-        return (count, got, count - got);
     }
 
     [Fact]
