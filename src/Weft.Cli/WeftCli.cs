@@ -34,6 +34,8 @@ public static class WeftCli
                                                      the running agent's relays, peers and paths
           weft ping NODE_NAME [--count N] [--interval MS] [--timeout MS] [--json] [--admin URL | --config PATH]
                                                      tunnel round trips to a node, each on a new stream, with its path
+          weft lab up [--nat] | status [--json] | exec NODE -- CMD... | chaos ACTION TARGET | down
+                                                     the local lab: 2 relays, 2 LANs of 2 nodes, the demo service
 
         common options: --log-level trace|debug|information|warning|error (default warning; env WEFT_LOG)
         exit codes: 0 success, 1 operation failed, 2 bad usage or config
@@ -93,6 +95,7 @@ public static class WeftCli
             case "agent": return AgentCommands.AgentAsync(args[1..], loggers, ct);
             case "status": return AgentCommands.StatusAsync(args[1..], ct);
             case "ping": return AgentCommands.PingAsync(args[1..], ct);
+            case "lab": return LabCommands.RunAsync(args[1..], ct);
         }
         var sub = args.Length > 1 ? args[1] : "";
         var rest = args.Skip(2).ToArray();
