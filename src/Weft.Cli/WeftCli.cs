@@ -29,6 +29,9 @@ public static class WeftCli
                                                      MULTIADDR may be a /p2p-circuit one; --wait-direct waits
                                                      for a hole punch and prints "path direct|relayed ..."
           weft p2p perf MULTIADDR [--upload BYTES] [--download BYTES] [--psk PATH] [--json]
+          weft cloud --config PATH                   one cloud replica: edge hub (WebSocket) and REST router;
+                                                     prints "ready NAME ..." once both listen
+          weft cloud token --config PATH NODE_NAME   print the hub token of a node
 
         common options: --log-level trace|debug|information|warning|error (default warning; env WEFT_LOG)
         exit codes: 0 success, 1 operation failed, 2 bad usage or config
@@ -93,6 +96,7 @@ public static class WeftCli
             ("p2p", "serve") => P2PCommands.ServeAsync(rest, loggers, ct),
             ("p2p", "ping") => P2PCommands.PingAsync(rest, loggers, ct),
             ("p2p", "perf") => P2PCommands.PerfAsync(rest, loggers, ct),
+            ("cloud", _) => CloudCommands.DispatchAsync(args[1..], loggers, ct),
             _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'\n{Usage}"),
         };
     }
