@@ -278,7 +278,6 @@ public sealed partial class CloudService : IAsyncDisposable
         if (m.Operation == HubNames.OpKeepalive) return Task.CompletedTask;
         if (!string.IsNullOrEmpty(m.ParentId))
         {
-            if (session.Complete(m.ParentId, m)) return Task.CompletedTask;
             if (m.Source == HubNames.SourceEventBus && m.Operation == HubNames.OpResponse)
             {
                 Delivery.OnAck(session.Node, m.ParentId);

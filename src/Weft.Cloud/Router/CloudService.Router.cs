@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Weft.Cloud.Config;
 using Weft.Cloud.Hub;
 using Weft.Cloud.Router;
+using Weft.HubLink;
 using Weft.Wire;
 using Weft.Wire.Hub;
 
@@ -182,11 +183,11 @@ public sealed partial class CloudService
         {
             reply = await session.RequestAsync(request, deadline).ConfigureAwait(false);
         }
-        catch (SessionBusyException ex)
+        catch (HubQueueFullException ex)
         {
             return await Answer(ctx, 503, ex.Message, "busy").ConfigureAwait(false);
         }
-        catch (SessionClosedException ex)
+        catch (HubLinkClosedException ex)
         {
             // The request may have reached the edge: at most once, so no retry.
             return await Answer(ctx, 502, ex.Message + "; the request may or may not have reached the app", "session_lost").ConfigureAwait(false);
