@@ -33,6 +33,7 @@ public sealed partial class CloudService : IAsyncDisposable
     private WebApplication? _app;
     private Task _resendLoop = Task.CompletedTask;
     private int _sessionCount;
+    private int _disposed;
 
     public CloudService(CloudOptions options, ILoggerFactory loggers, TimeProvider? time = null)
     {
@@ -104,6 +105,7 @@ public sealed partial class CloudService : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         await _stop.CancelAsync().ConfigureAwait(false);
         foreach (var s in _sessions.Values) s.Close("replica stopping");
         if (_app is not null)

@@ -91,6 +91,7 @@ public sealed class CloudLink : IAsyncDisposable
     private Task _resend = Task.CompletedTask;
     private long _calls, _published, _repeated, _uploadCount, _dropped;
     private int _started;
+    private int _disposed;
 
     public CloudLink(EdgeOptions options, ILoggerFactory loggers, TimeProvider? time = null)
     {
@@ -157,6 +158,7 @@ public sealed class CloudLink : IAsyncDisposable
     /// <summary>Stops the link: closes the session and the broker link.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         await _stop.CancelAsync().ConfigureAwait(false);
         _socket?.Close("edge stopping");
         try { await Task.WhenAll(_loop, _resend).ConfigureAwait(false); } catch (OperationCanceledException) { }

@@ -90,13 +90,14 @@ internal sealed class HubSocket
         _out.Writer.TryComplete();
         try
         {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
             if (_ws.State == WebSocketState.Open)
-            {
-                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
                 await _ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, Truncate(_closeReason), cts.Token).ConfigureAwait(false);
-            }
+            // Let the peer read our close frame and answer it (bounded) before the socket goes.
+            var sink = new byte[1024];
+            while (_ws.State == WebSocketState.CloseSent && (await _ws.ReceiveAsync(sink, cts.Token).ConfigureAwait(false)).MessageType != WebSocketMessageType.Close) { }
         }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException) { }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException or InvalidOperationException) { }
         _ws.Abort();
         try { await Task.WhenAll(tasks).ConfigureAwait(false); } catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException) { }
         foreach (var t in _pending.Values) t.TrySetException(new HubLinkClosedException(_what, _closeReason));
