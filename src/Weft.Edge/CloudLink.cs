@@ -45,6 +45,9 @@ public sealed record CloudLinkStatus
     /// <summary>True while the local MQTT broker is connected (false when the eventbus is off).</summary>
     public bool MqttConnected { get; init; }
 
+    /// <summary>MQTT topics the cloud asked us to forward (eventbus-source rules) that the broker has acknowledged.</summary>
+    public IReadOnlyList<string> Subscriptions { get; init; } = [];
+
     public long ServiceBusCalls { get; init; }
     public long EventsPublished { get; init; }
     public long EventsRepeated { get; init; }
@@ -115,6 +118,8 @@ public sealed class CloudLink : IAsyncDisposable
                 ReconnectMaxDelay = options.ReconnectMaxDelay, MaxPacketBytes = options.MqttMaxPacketBytes, MaxInflight = options.MqttMaxInflight,
             }, loggers.CreateLogger("Weft.Edge.Mqtt"), _time);
             _mqtt.MessageReceived = OnMqttMessageAsync;
+            _mqtt.Subscribed += () => SetStatus(_status);
+            _mqtt.ConnectionChanged += () => SetStatus(_status);
         }
         _sessionsCounter = _meter.CreateCounter<long>("weft_edge_sessions", description: "cloud sessions opened");
         _callsCounter = _meter.CreateCounter<long>("weft_edge_servicebus_calls", description: "servicebus calls to edge apps, by result");
@@ -129,6 +134,7 @@ public sealed class CloudLink : IAsyncDisposable
     public CloudLinkStatus Status => _status with
     {
         QueueDepth = _socket?.QueueDepth ?? 0, PendingUploads = _uploads.Count, MqttConnected = _mqtt?.IsConnected ?? false,
+        Subscriptions = _mqtt?.Subscriptions.ToArray() ?? [],
         ServiceBusCalls = Interlocked.Read(ref _calls), EventsPublished = Interlocked.Read(ref _published), EventsRepeated = Interlocked.Read(ref _repeated),
         Uploads = Interlocked.Read(ref _uploadCount), UploadsDropped = Interlocked.Read(ref _dropped),
     };
@@ -311,6 +317,7 @@ public sealed class CloudLink : IAsyncDisposable
                 // The cloud took (or refused) an upload: either way it is settled; errors are counted.
                 if (_uploads.TryRemove(parent, out _)) _eventsCounter.Add(1, new KeyValuePair<string, object?>("result", m.Operation == HubNames.OpResponse ? "uploaded" : "upload_refused"));
                 _uploadSent.TryRemove(parent, out _);
+                SetStatus(_status);
                 break;
             default:
                 Log.Ignored(_log, m.Source, m.Operation);
@@ -321,7 +328,10 @@ public sealed class CloudLink : IAsyncDisposable
 
     private async Task SubscribeAsync(string topic)
     {
-        try { await _mqtt!.SubscribeAsync(topic, _stop.Token).ConfigureAwait(false); }
+        try
+        {
+            await _mqtt!.SubscribeAsync(topic, _stop.Token).ConfigureAwait(false);
+        }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or Weft.Wire.ProtocolViolationException) { Log.PublishFailed(_log, "subscribe " + topic, ex.Message); }
     }
 
@@ -494,6 +504,7 @@ public sealed class CloudLink : IAsyncDisposable
         };
         _uploads[m.Id] = m;
         Interlocked.Increment(ref _uploadCount);
+        SetStatus(_status);
         if (_socket is { } s) Upload(s, m);
         return Task.CompletedTask;
     }

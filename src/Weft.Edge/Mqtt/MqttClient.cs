@@ -42,6 +42,7 @@ public sealed class MqttClient : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentDictionary<string, byte> _subscriptions = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, byte> _acked = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<ushort, Inflight> _inflight = new();
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<MqttSubAck>> _subacks = new();
     private readonly SemaphoreSlim _writeGate = new(1, 1);
@@ -79,7 +80,14 @@ public sealed class MqttClient : IAsyncDisposable
         if (_stream is { } s) await SendSubscribeAsync(s, [filter], ct).ConfigureAwait(false);
     }
 
-    public IReadOnlyCollection<string> Subscriptions => _subscriptions.Keys.ToArray();
+    /// <summary>Topic filters the broker has acknowledged on the current connection.</summary>
+    public IReadOnlyCollection<string> Subscriptions => _acked.Keys.ToArray();
+
+    /// <summary>Raised after the broker acknowledged a SUBSCRIBE.</summary>
+    public event Action? Subscribed;
+
+    /// <summary>Raised when the broker link comes up or goes down.</summary>
+    public event Action? ConnectionChanged;
 
     /// <summary>Publishes; at QoS 1 returns once the broker's PUBACK came (waiting through reconnects until <paramref name="ct"/>).</summary>
     public async Task PublishAsync(string topic, ReadOnlyMemory<byte> payload, int qos, CancellationToken ct)
@@ -176,6 +184,8 @@ public sealed class MqttClient : IAsyncDisposable
             cts.CancelAfter(_o.ConnectTimeout);
             var ack = await tcs.Task.WaitAsync(cts.Token).ConfigureAwait(false);
             if (ack.ReturnCodes.Any(c => c == MqttSubAck.Failure)) throw new IOException($"the broker refused a subscription to {string.Join(", ", filters)}");
+            foreach (var f in filters) _acked[f] = 0;
+            Subscribed?.Invoke();
         }
         finally
         {
@@ -244,12 +254,15 @@ public sealed class MqttClient : IAsyncDisposable
             foreach (var p in _inflight.Values.OrderBy(i => i.Packet.PacketId))
                 await WriteAsync(stream, p.Packet with { Dup = true }, life.Token).ConfigureAwait(false);
             _connected.TrySetResult();
+            ConnectionChanged?.Invoke();
             Log.MqttUp(_log, _o.Broker.ToString());
             await Task.WhenAny(readLoop, pinger).ConfigureAwait(false);
         }
         finally
         {
             _stream = null;
+            _acked.Clear();
+            ConnectionChanged?.Invoke();
             _connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             await life.CancelAsync().ConfigureAwait(false);
             tcp.Close();

@@ -26,7 +26,7 @@ public sealed class HaproxyService : LabService
         _program = Require("haproxy", "haproxy");
         var ports = new Dictionary<string, int>(StringComparer.Ordinal);
         var cfg = new StringBuilder();
-        cfg.Append("global\n  maxconn 50000\n\ndefaults\n  timeout connect 1s\n  timeout client 1h\n  timeout server 1h\n  timeout tunnel 1h\n")
+        cfg.Append("global\n  maxconn 4000\n\ndefaults\n  timeout connect 1s\n  timeout client 1h\n  timeout server 1h\n  timeout tunnel 1h\n")
            .Append("  retries 3\n  option redispatch 1\n\n");
         foreach (var f in frontends)
         {
