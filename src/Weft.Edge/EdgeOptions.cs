@@ -100,7 +100,7 @@ public sealed record EdgeOptions
     {
         var p = new List<string>();
         if (!System.Text.RegularExpressions.Regex.IsMatch(NodeName, "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$") || NodeName.Length > 253)
-            p.Add($"NodeName '{NodeName}': set it to this node's name (lower-case letters, digits, '-', '.')");
+            p.Add($"NodeName: '{NodeName}' is not a node name; set it to this node's name (lower-case letters, digits, '-', '.')");
         if (CloudUrls.Count == 0) p.Add("CloudUrls: give the load balancer's URL or every replica's, e.g. wss://cloud.example:10000");
         foreach (var u in CloudUrls)
             if (!u.IsAbsoluteUri || u.Scheme is not ("ws" or "wss")) p.Add($"CloudUrls: '{u}' must be a ws:// or wss:// URL");

@@ -52,7 +52,16 @@ public sealed class MqttClient : IAsyncDisposable
     private Task _loop = Task.CompletedTask;
     private int _nextId;
 
-    private sealed record Inflight(MqttPublish Packet, TaskCompletionSource Acked);
+    private sealed class Inflight(MqttPublish packet)
+    {
+        public MqttPublish Packet { get; } = packet;
+        public TaskCompletionSource Acked { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>The connection it was last written on (0: never written); DUP is set on every later copy.</summary>
+        public int Generation;
+    }
+
+    private int _generation;
 
     public MqttClient(MqttClientOptions options, ILogger log, TimeProvider? time = null)
     {
@@ -103,11 +112,11 @@ public sealed class MqttClient : IAsyncDisposable
         try
         {
             id = NextId();
-            var entry = new Inflight(new MqttPublish { Topic = topic, Payload = payload, Qos = 1, PacketId = id }, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+            var entry = new Inflight(new MqttPublish { Topic = topic, Payload = payload, Qos = 1, PacketId = id });
             _inflight[id] = entry;
             if (_stream is { } s)
             {
-                try { await WriteAsync(s, entry.Packet, ct).ConfigureAwait(false); }
+                try { await TransmitAsync(s, entry, Volatile.Read(ref _generation), ct).ConfigureAwait(false); }
                 catch (IOException) { /* sent again with DUP after the reconnect */ }
             }
             await entry.Acked.Task.WaitAsync(ct).ConfigureAwait(false);
@@ -152,6 +161,14 @@ public sealed class MqttClient : IAsyncDisposable
             if (_stream is { } s) return s;
             await _connected.Task.WaitAsync(ct).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Writes a QoS 1 publish once per connection: the first copy ever without DUP, every later one with it.</summary>
+    private Task TransmitAsync(Stream s, Inflight entry, int generation, CancellationToken ct)
+    {
+        var previous = Interlocked.Exchange(ref entry.Generation, generation);
+        if (previous == generation) return Task.CompletedTask;
+        return WriteAsync(s, previous == 0 ? entry.Packet : entry.Packet with { Dup = true }, ct);
     }
 
     private async Task WriteAsync(Stream s, MqttPacket p, CancellationToken ct)
@@ -247,12 +264,13 @@ public sealed class MqttClient : IAsyncDisposable
         }
         var pinger = PingLoopAsync(stream, () => lastReceived, life);
         var readLoop = ReadLoopAsync(stream, reader, () => lastReceived = _time.GetTimestamp(), life.Token);
+        var generation = Interlocked.Increment(ref _generation);
         _stream = stream;
         try
         {
             if (!_subscriptions.IsEmpty) await SendSubscribeAsync(stream, _subscriptions.Keys.ToArray(), life.Token).ConfigureAwait(false);
             foreach (var p in _inflight.Values.OrderBy(i => i.Packet.PacketId))
-                await WriteAsync(stream, p.Packet with { Dup = true }, life.Token).ConfigureAwait(false);
+                await TransmitAsync(stream, p, generation, life.Token).ConfigureAwait(false);
             _connected.TrySetResult();
             ConnectionChanged?.Invoke();
             Log.MqttUp(_log, _o.Broker.ToString());
