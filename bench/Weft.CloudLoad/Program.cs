@@ -14,7 +14,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Weft.Edge;
 
 // weft-cloudload router   --hub WS --owner URL --other URL --app-port P --token-secret FILE [--count N] [--seconds S] [--concurrency C]
-// weft-cloudload sessions --hub WS --status URL --pid PID --token-secret FILE --count N [--sources 127.0.0.2,127.0.0.3] [--seconds S]
+// weft-cloudload sessions --hub WS --status URL --pid PID --token-secret FILE --count N [--prefix P] [--sources 127.0.0.2,127.0.0.3] [--seconds S]
 // Every loop is bounded by a count and a time limit. Output: one JSON object per line on stdout.
 var a = ParseArgs(args);
 var deadline = TimeSpan.FromSeconds(double.Parse(a.GetValueOrDefault("seconds", "10"), CultureInfo.InvariantCulture));
@@ -53,37 +53,51 @@ async Task<int> RouterAsync()
     while ((await http.GetAsync(other, total.Token)).StatusCode != HttpStatusCode.OK) await Task.Delay(50, total.Token);
 
     var results = new List<object>();
-    foreach (var (name, url) in new[] { ("app-direct", baseline), ("owner-direct", owner), ("forwarded", other) })
-    {
+    (string Name, Uri Url)[] paths = [("app-direct", baseline), ("owner-direct", owner), ("forwarded", other)];
+    foreach (var (_, url) in paths)
         for (var i = 0; i < 200; i++) await http.GetAsync(url, total.Token); // warm-up
-        var lat = new List<double>(count);
-        var sw = Stopwatch.StartNew();
-        for (var i = 0; i < count && sw.Elapsed < deadline * 3; i++)
+    // Latency: the three paths interleaved request by request, so that they share whatever else the machine does.
+    var lat = paths.Select(_ => new List<double>(count)).ToArray();
+    var sw = Stopwatch.StartNew();
+    for (var i = 0; i < count && sw.Elapsed < deadline * 6; i++)
+    {
+        for (var k = 0; k < paths.Length; k++)
         {
             var t = Stopwatch.GetTimestamp();
-            using var r = await http.GetAsync(url, total.Token);
-            if (r.StatusCode != HttpStatusCode.OK) throw new InvalidOperationException($"{url}: {(int)r.StatusCode}");
+            using var r = await http.GetAsync(paths[k].Url, total.Token);
             await r.Content.ReadAsByteArrayAsync(total.Token);
-            lat.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+            if (r.StatusCode != HttpStatusCode.OK) throw new InvalidOperationException($"{paths[k].Url}: {(int)r.StatusCode}");
+            lat[k].Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
         }
-        lat.Sort();
-        results.Add(new { measure = "latency", path = name, n = lat.Count, p50_ms = Pct(lat, 0.50), p90_ms = Pct(lat, 0.90), p99_ms = Pct(lat, 0.99) });
     }
-    foreach (var (name, url) in new[] { ("app-direct", baseline), ("owner-direct", owner), ("forwarded", other) })
+    for (var k = 0; k < paths.Length; k++)
     {
-        long done = 0, failed = 0;
-        var sw = Stopwatch.StartNew();
+        lat[k].Sort();
+        results.Add(new { measure = "latency", path = paths[k].Name, n = lat[k].Count, p50_ms = Pct(lat[k], 0.50), p90_ms = Pct(lat[k], 0.90), p99_ms = Pct(lat[k], 0.99) });
+    }
+    // Throughput: one-second slices rotating over the paths, `seconds` slices per path.
+    var done = new long[paths.Length];
+    var failed = new long[paths.Length];
+    var spent = new double[paths.Length];
+    var slices = (int)Math.Max(1, deadline.TotalSeconds);
+    for (var slice = 0; slice < slices * paths.Length; slice++)
+    {
+        var k = slice % paths.Length;
+        var url = paths[k].Url;
+        var sliceWatch = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, conc).Select(async _ =>
         {
-            while (sw.Elapsed < deadline)
+            while (sliceWatch.Elapsed < TimeSpan.FromSeconds(1))
             {
                 using var r = await http.GetAsync(url, total.Token);
                 await r.Content.ReadAsByteArrayAsync(total.Token);
-                if (r.StatusCode == HttpStatusCode.OK) Interlocked.Increment(ref done); else Interlocked.Increment(ref failed);
+                if (r.StatusCode == HttpStatusCode.OK) Interlocked.Increment(ref done[k]); else Interlocked.Increment(ref failed[k]);
             }
         }));
-        results.Add(new { measure = "throughput", path = name, concurrency = conc, seconds = Math.Round(sw.Elapsed.TotalSeconds, 2), requests = done, failed, rps = Math.Round(done / sw.Elapsed.TotalSeconds) });
+        spent[k] += sliceWatch.Elapsed.TotalSeconds;
     }
+    for (var k = 0; k < paths.Length; k++)
+        results.Add(new { measure = "throughput", path = paths[k].Name, concurrency = conc, seconds = Math.Round(spent[k], 2), requests = done[k], failed = failed[k], rps = Math.Round(done[k] / spent[k]) });
     foreach (var r in results) Console.WriteLine(JsonSerializer.Serialize(r));
     await app.StopAsync();
     return 0;
@@ -120,7 +134,7 @@ async Task<int> SessionsAsync()
         await gate.WaitAsync(total.Token);
         try
         {
-            var node = "load-" + i.ToString(CultureInfo.InvariantCulture);
+            var node = a.GetValueOrDefault("prefix", "load-") + i.ToString(CultureInfo.InvariantCulture);
             var ws = new ClientWebSocket();
             ws.Options.KeepAliveInterval = TimeSpan.Zero;
             ws.Options.SetRequestHeader("node_id", node);

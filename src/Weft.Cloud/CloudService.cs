@@ -159,7 +159,9 @@ public sealed partial class CloudService : IAsyncDisposable
     private void OnOwnerChanged(OwnerRecord rec)
     {
         if (rec.Replica == Name) return;
-        if (_sessions.TryGetValue(rec.Node, out var s) && rec.Epoch > s.Claim.Epoch)
+        // An unrecorded claim (the directory was down at open) cannot be compared; it is written with a newer
+        // epoch as soon as the directory is back.
+        if (_sessions.TryGetValue(rec.Node, out var s) && s.Claim.Recorded && rec.Epoch > s.Claim.Epoch)
         {
             Log.Superseded(_log, rec.Node, rec.Replica, rec.Epoch);
             s.Close($"node now belongs to {rec.Replica}");

@@ -21,8 +21,7 @@ public sealed class EmbeddedDirectory : IOwnershipDirectory
     private readonly TimeSpan _ttl;
     private readonly TimeProvider _time;
     private readonly ILogger _log;
-    private readonly ConcurrentDictionary<string, OwnerRecord> _owners = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, byte> _known = new(StringComparer.Ordinal);
+    private readonly OwnerCache _cache = new();
     private readonly ConcurrentDictionary<string, Claim> _mine = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, byte[]>> _outbox = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
@@ -45,7 +44,11 @@ public sealed class EmbeddedDirectory : IOwnershipDirectory
 
     public DirectoryHealth Health => _health;
 
-    public event Action<OwnerRecord>? OwnerChanged;
+    public event Action<OwnerRecord>? OwnerChanged
+    {
+        add => _cache.Changed += value;
+        remove => _cache.Changed -= value;
+    }
 
     public Task StartAsync(CancellationToken ct)
     {
@@ -83,8 +86,7 @@ public sealed class EmbeddedDirectory : IOwnershipDirectory
             if (!File.Exists(marker)) File.WriteAllBytes(marker, []);
         }
         claim.Epoch = rec.Epoch;
-        _known[claim.Node] = 0;
-        Observe(rec);
+        _cache.Observe(rec);
         return Task.CompletedTask;
     }
 
@@ -93,19 +95,19 @@ public sealed class EmbeddedDirectory : IOwnershipDirectory
         _mine.TryRemove(new KeyValuePair<string, Claim>(claim.Node, claim));
         if (_root is null)
         {
-            if (_owners.TryGetValue(claim.Node, out var cur) && cur.Epoch == claim.Epoch) _owners.TryRemove(new KeyValuePair<string, OwnerRecord>(claim.Node, cur));
+            _cache.Remove(claim.Node, cur => cur.Epoch == claim.Epoch);
             return Task.CompletedTask;
         }
         using var l = Lock();
         var file = OwnerFile(claim.Node);
         if (ReadRecord(file) is { } r && r.Record.Epoch == claim.Epoch) File.Delete(file);
-        if (_owners.TryGetValue(claim.Node, out var c) && c.Epoch == claim.Epoch) _owners.TryRemove(new KeyValuePair<string, OwnerRecord>(claim.Node, c));
+        _cache.Remove(claim.Node, c => c.Epoch == claim.Epoch);
         return Task.CompletedTask;
     }
 
-    public OwnerRecord? Lookup(string node) => _owners.TryGetValue(node, out var r) ? r : null;
+    public OwnerRecord? Lookup(string node) => _cache.Lookup(node);
 
-    public bool IsKnown(string node) => _known.ContainsKey(node);
+    public bool IsKnown(string node) => _cache.IsKnown(node);
 
     public Task PutOutboxAsync(string node, string id, byte[] data, CancellationToken ct)
     {
@@ -149,17 +151,6 @@ public sealed class EmbeddedDirectory : IOwnershipDirectory
         await _stop.CancelAsync().ConfigureAwait(false);
         try { await _loop.ConfigureAwait(false); } catch (OperationCanceledException) { }
         _stop.Dispose();
-    }
-
-    private void Observe(OwnerRecord rec)
-    {
-        var changed = true;
-        _owners.AddOrUpdate(rec.Node, rec, (_, old) =>
-        {
-            changed = old.Epoch != rec.Epoch;
-            return old.Epoch > rec.Epoch ? old : rec;
-        });
-        if (changed) OwnerChanged?.Invoke(rec);
     }
 
     private async Task LoopAsync()
@@ -206,11 +197,11 @@ public sealed class EmbeddedDirectory : IOwnershipDirectory
         {
             if (ReadRecord(f) is not { } r || r.Expires < now) continue;
             seen.Add(r.Record.Node);
-            Observe(r.Record);
+            _cache.Observe(r.Record);
         }
-        foreach (var node in _owners.Keys)
-            if (!seen.Contains(node) && _owners.TryGetValue(node, out var rec) && !_mine.ContainsKey(node)) _owners.TryRemove(new KeyValuePair<string, OwnerRecord>(node, rec));
-        foreach (var f in System.IO.Directory.EnumerateFiles(Path.Combine(_root!, "nodes"))) _known[Path.GetFileName(f)] = 0;
+        foreach (var node in _cache.Nodes.ToArray())
+            if (!seen.Contains(node) && !_mine.ContainsKey(node)) _cache.Remove(node, _ => true);
+        foreach (var f in System.IO.Directory.EnumerateFiles(Path.Combine(_root!, "nodes"))) _cache.MarkKnown(Path.GetFileName(f));
     }
 
     private string OwnerFile(string node) => Path.Combine(_root!, "owners", node + ".json");

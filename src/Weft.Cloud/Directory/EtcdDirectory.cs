@@ -28,8 +28,7 @@ public sealed class EtcdDirectory : IOwnershipDirectory
     private readonly ILogger _log;
     private readonly HttpClient _http;
     private readonly HttpClient _watchHttp;
-    private readonly ConcurrentDictionary<string, OwnerRecord> _owners = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, byte> _known = new(StringComparer.Ordinal);
+    private readonly OwnerCache _cache = new();
     private readonly ConcurrentDictionary<string, Claim> _mine = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private readonly SemaphoreSlim _leaseGate = new(1, 1);
@@ -67,7 +66,11 @@ public sealed class EtcdDirectory : IOwnershipDirectory
         }
     }
 
-    public event Action<OwnerRecord>? OwnerChanged;
+    public event Action<OwnerRecord>? OwnerChanged
+    {
+        add => _cache.Changed += value;
+        remove => _cache.Changed -= value;
+    }
 
     private string OwnerKey(string node) => _prefix + "dir/owner/" + node;
 
@@ -113,8 +116,7 @@ public sealed class EtcdDirectory : IOwnershipDirectory
         var epoch = Long(resp["header"]?["revision"]);
         if (epoch <= 0) throw new DirectoryUnavailableException("etcd txn answer has no revision");
         claim.Epoch = epoch;
-        _known[claim.Node] = 0;
-        Observe(new OwnerRecord(claim.Node, _replica, _address, epoch));
+        _cache.Observe(new OwnerRecord(claim.Node, _replica, _address, epoch));
     }
 
     public async Task ReleaseAsync(Claim claim, CancellationToken ct)
@@ -130,9 +132,9 @@ public sealed class EtcdDirectory : IOwnershipDirectory
         await CallAsync("/v3/kv/txn", txn, ct).ConfigureAwait(false);
     }
 
-    public OwnerRecord? Lookup(string node) => _owners.TryGetValue(node, out var r) ? r : null;
+    public OwnerRecord? Lookup(string node) => _cache.Lookup(node);
 
-    public bool IsKnown(string node) => _known.ContainsKey(node);
+    public bool IsKnown(string node) => _cache.IsKnown(node);
 
     public Task PutOutboxAsync(string node, string id, byte[] data, CancellationToken ct) =>
         CallAsync("/v3/kv/put", new JsonObject { ["key"] = B64(OutboxPrefix(node) + id), ["value"] = Convert.ToBase64String(data) }, ct);
@@ -168,17 +170,6 @@ public sealed class EtcdDirectory : IOwnershipDirectory
         _watchHttp.Dispose();
         _stop.Dispose();
         _leaseGate.Dispose();
-    }
-
-    private void Observe(OwnerRecord rec)
-    {
-        var changed = true;
-        _owners.AddOrUpdate(rec.Node, rec, (_, old) =>
-        {
-            changed = old.Epoch != rec.Epoch;
-            return old.Epoch > rec.Epoch ? old : rec;
-        });
-        if (changed) OwnerChanged?.Invoke(rec);
     }
 
     private void SetLeaseProblem(string? p)
@@ -264,8 +255,8 @@ public sealed class EtcdDirectory : IOwnershipDirectory
                 var present = new HashSet<string>(StringComparer.Ordinal);
                 foreach (var kv in resp["kvs"]?.AsArray() ?? [])
                     if (Apply(kv!, deleted: false) is { } node) present.Add(node);
-                foreach (var node in _owners.Keys)
-                    if (!present.Contains(node) && _owners.TryRemove(node, out _)) { }
+                foreach (var node in _cache.Nodes.ToArray())
+                    if (!present.Contains(node)) _cache.Remove(node, _ => true);
                 loaded.TrySetResult();
                 await WatchAsync(dirPrefix, revision + 1).ConfigureAwait(false);
                 backoff = TimeSpan.FromMilliseconds(100);
@@ -323,7 +314,7 @@ public sealed class EtcdDirectory : IOwnershipDirectory
         var nodePrefix = _prefix + "dir/node/";
         if (key.StartsWith(nodePrefix, StringComparison.Ordinal))
         {
-            if (!deleted) _known[key[nodePrefix.Length..]] = 0;
+            if (!deleted) _cache.MarkKnown(key[nodePrefix.Length..]);
             return null;
         }
         if (!key.StartsWith(ownerPrefix, StringComparison.Ordinal)) return null;
@@ -331,15 +322,14 @@ public sealed class EtcdDirectory : IOwnershipDirectory
         var epoch = Long(kv["mod_revision"]);
         if (deleted)
         {
-            if (_owners.TryGetValue(node, out var cur) && cur.Epoch < epoch) _owners.TryRemove(new KeyValuePair<string, OwnerRecord>(node, cur));
+            _cache.Remove(node, cur => cur.Epoch < epoch);
             return null;
         }
         try
         {
             var v = JsonSerializer.Deserialize<Value>(Convert.FromBase64String(kv["value"]?.GetValue<string>() ?? ""));
             if (v is null || !Uri.TryCreate(v.Address, UriKind.Absolute, out var addr)) return null;
-            _known[node] = 0;
-            Observe(new OwnerRecord(node, v.Replica, addr, epoch));
+            _cache.Observe(new OwnerRecord(node, v.Replica, addr, epoch));
             return node;
         }
         catch (Exception ex) when (ex is JsonException or FormatException)

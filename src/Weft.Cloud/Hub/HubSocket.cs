@@ -105,30 +105,40 @@ internal sealed class HubSocket
 
     private static string Truncate(string s) => s.Length > 100 ? s[..100] : s;
 
+    /// <summary>Bytes each idle session holds for the next frame; longer frames get a buffer of their own while they last.</summary>
+    private const int FirstChunk = 512;
+
     private async Task ReadLoopAsync(Func<HubMessage, Task> onMessage, Action<ProtocolViolationException> onViolation)
     {
-        var buffer = new ArrayBufferWriter<byte>(4096);
+        // An idle session waits with only a small buffer (tens of thousands of sessions per replica).
+        var first = new byte[FirstChunk];
         var limits = HubLimits.Default with { MaxMessageBytes = _o.MaxMessageBytes };
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_cts.Token);
         try
         {
             while (true)
             {
-                buffer.ResetWrittenCount();
-                ValueWebSocketReceiveResult r;
                 deadline.CancelAfter(_o.ReadTimeout);
-                do
+                var r = await _ws.ReceiveAsync(first.AsMemory(), deadline.Token).ConfigureAwait(false);
+                ReadOnlyMemory<byte> frame = first.AsMemory(0, r.Count);
+                if (!r.EndOfMessage && r.MessageType != WebSocketMessageType.Close)
                 {
-                    if (buffer.WrittenCount > _o.MaxMessageBytes)
+                    var big = new ArrayBufferWriter<byte>(FirstChunk * 8);
+                    big.Write(frame.Span);
+                    do
                     {
-                        _closeReason = $"message over {_o.MaxMessageBytes} bytes";
-                        onViolation(new ProtocolViolationException("hub", _closeReason));
-                        await _ws.CloseOutputAsync(WebSocketCloseStatus.MessageTooBig, "message too big", CancellationToken.None).ConfigureAwait(false);
-                        return;
-                    }
-                    r = await _ws.ReceiveAsync(buffer.GetMemory(Math.Min(64 * 1024, _o.MaxMessageBytes - buffer.WrittenCount + 1)), deadline.Token).ConfigureAwait(false);
-                    buffer.Advance(r.Count);
-                } while (!r.EndOfMessage && r.MessageType != WebSocketMessageType.Close);
+                        if (big.WrittenCount > _o.MaxMessageBytes)
+                        {
+                            _closeReason = $"message over {_o.MaxMessageBytes} bytes";
+                            onViolation(new ProtocolViolationException("hub", _closeReason));
+                            await _ws.CloseOutputAsync(WebSocketCloseStatus.MessageTooBig, "message too big", CancellationToken.None).ConfigureAwait(false);
+                            return;
+                        }
+                        r = await _ws.ReceiveAsync(big.GetMemory(Math.Min(64 * 1024, _o.MaxMessageBytes - big.WrittenCount + 1)), deadline.Token).ConfigureAwait(false);
+                        big.Advance(r.Count);
+                    } while (!r.EndOfMessage && r.MessageType != WebSocketMessageType.Close);
+                    frame = big.WrittenMemory;
+                }
                 if (r.MessageType == WebSocketMessageType.Close)
                 {
                     _closeReason = "closed by the peer" + (string.IsNullOrEmpty(_ws.CloseStatusDescription) ? "" : ": " + _ws.CloseStatusDescription);
@@ -137,7 +147,7 @@ internal sealed class HubSocket
                 HubMessage m;
                 try
                 {
-                    m = HubMessage.ReadFrame(buffer.WrittenMemory, limits);
+                    m = HubMessage.ReadFrame(frame, limits);
                 }
                 catch (ProtocolViolationException ex)
                 {
@@ -163,18 +173,17 @@ internal sealed class HubSocket
 
     private async Task WriteLoopAsync()
     {
-        var buffer = new ArrayBufferWriter<byte>(4096);
         try
         {
             await foreach (var m in _out.Reader.ReadAllAsync(_cts.Token).ConfigureAwait(false))
             {
-                buffer.ResetWrittenCount();
-                m.Write(buffer);
+                // A buffer per message rather than per session: idle sessions hold none.
+                var bytes = m.ToJson();
                 using var cts = CancellationTokenSource.CreateLinkedTokenSource(_cts.Token);
                 cts.CancelAfter(_o.WriteTimeout);
                 try
                 {
-                    await _ws.SendAsync(buffer.WrittenMemory, WebSocketMessageType.Text, true, cts.Token).ConfigureAwait(false);
+                    await _ws.SendAsync(bytes, WebSocketMessageType.Text, true, cts.Token).ConfigureAwait(false);
                     Interlocked.Increment(ref Sent);
                 }
                 catch (OperationCanceledException) when (!_cts.IsCancellationRequested)

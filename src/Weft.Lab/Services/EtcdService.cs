@@ -35,20 +35,8 @@ public sealed class EtcdService : LabService
     ];
 
     /// <summary>Creates and starts etcd on <paramref name="address"/> (default 127.0.0.1).</summary>
-    public static async Task<EtcdService> StartNewAsync(IPAddress? address = null, CancellationToken ct = default)
-    {
-        var s = new EtcdService(address ?? IPAddress.Loopback);
-        try
-        {
-            await s.StartAsync(ct).ConfigureAwait(false);
-            return s;
-        }
-        catch
-        {
-            await s.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-    }
+    public static Task<EtcdService> StartNewAsync(IPAddress? address = null, CancellationToken ct = default)
+        => StartOrDisposeAsync(new EtcdService(address ?? IPAddress.Loopback), ct);
 
     protected override async Task<bool> IsReadyAsync(CancellationToken ct)
     {

@@ -51,20 +51,8 @@ public sealed class HaproxyService : LabService
 
     protected override IReadOnlyList<string> Arguments => ["-db", "-f", Path.Combine(Folder, "haproxy.cfg")];
 
-    public static async Task<HaproxyService> StartNewAsync(IReadOnlyList<HaproxyFrontend> frontends, IPAddress? address = null, CancellationToken ct = default)
-    {
-        var s = new HaproxyService(address ?? IPAddress.Loopback, frontends);
-        try
-        {
-            await s.StartAsync(ct).ConfigureAwait(false);
-            return s;
-        }
-        catch
-        {
-            await s.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-    }
+    public static Task<HaproxyService> StartNewAsync(IReadOnlyList<HaproxyFrontend> frontends, IPAddress? address = null, CancellationToken ct = default)
+        => StartOrDisposeAsync(new HaproxyService(address ?? IPAddress.Loopback, frontends), ct);
 
     protected override async Task<bool> IsReadyAsync(CancellationToken ct)
     {

@@ -59,6 +59,22 @@ public abstract class LabService : IAsyncDisposable
         return ((IPEndPoint)s.LocalEndPoint!).Port;
     }
 
+    /// <summary>Starts <paramref name="service"/>; disposes it (process and folder) if it does not become ready.</summary>
+    protected static async Task<T> StartOrDisposeAsync<T>(T service, CancellationToken ct) where T : LabService
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        try
+        {
+            await service.StartAsync(ct).ConfigureAwait(false);
+            return service;
+        }
+        catch
+        {
+            await service.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
     /// <summary>The program's path, or throws <see cref="ServiceUnavailableException"/> naming the Debian package.</summary>
     protected static string Require(string program, string package) =>
         Shell.Find(program) ?? throw new ServiceUnavailableException($"{program} is not installed (Debian package {package}: apt-get install {package})");

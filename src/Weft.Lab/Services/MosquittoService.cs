@@ -22,20 +22,8 @@ public sealed class MosquittoService : LabService
 
     protected override IReadOnlyList<string> Arguments => ["-c", Path.Combine(Folder, "mosquitto.conf")];
 
-    public static async Task<MosquittoService> StartNewAsync(IPAddress? address = null, CancellationToken ct = default)
-    {
-        var s = new MosquittoService(address ?? IPAddress.Loopback);
-        try
-        {
-            await s.StartAsync(ct).ConfigureAwait(false);
-            return s;
-        }
-        catch
-        {
-            await s.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-    }
+    public static Task<MosquittoService> StartNewAsync(IPAddress? address = null, CancellationToken ct = default)
+        => StartOrDisposeAsync(new MosquittoService(address ?? IPAddress.Loopback), ct);
 
     protected override Task<bool> IsReadyAsync(CancellationToken ct) => CanConnectAsync(EndPoint, ct);
 }
