@@ -108,4 +108,8 @@ fi
 [ -f "$RAW/sessions.jsonl" ] && {
   echo; echo "sessions ($SESSIONS requested from two load processes):"; cat "$RAW/sessions.jsonl"
   echo "replica after: $(cat "$RAW/sessions-status.json" 2>/dev/null) $(tr '\n' ' ' <"$RAW/sessions-rss.txt" 2>/dev/null)"
+  # RSS growth of the replica over all sessions (each load process reports the replica's RSS when it is done).
+  b=$(jq -s 'map(.replica_rss_before_mib) | min' "$RAW/sessions.jsonl"); a=$(jq -s 'map(.replica_rss_after_mib) | max' "$RAW/sessions.jsonl")
+  o=$(jq -s 'map(.opened) | add' "$RAW/sessions.jsonl"); h=$(jq -s 'map(.held) | max' "$RAW/sessions.jsonl")
+  echo "opened $o, held $h after ${HOLD} s; replica RSS $b → $a MiB: $(echo "($a - $b) * 1048576 / $o" | bc) bytes per session"
 } | tee -a "$OUT/cloud.md"
