@@ -95,7 +95,7 @@ if [ "$ONLY" != router ]; then
   grep -E '^(VmRSS|VmHWM)' "/proc/$PID_cloud_s/status" >"$RAW/sessions-rss.txt" 2>/dev/null
 fi
 
-[ -f "$RAW/router.jsonl" ] && {
+if [ -f "$RAW/router.jsonl" ]; then {
   echo "| path | p50 ms | p90 ms | p99 ms | req/s (concurrency $CONC) |"
   echo "|---|---:|---:|---:|---:|"
   for p in app-direct owner-direct forwarded; do
@@ -104,12 +104,12 @@ fi
   done
   o=$(grep '"latency","path":"owner-direct"' "$RAW/router.jsonl" | jq .p50_ms); f=$(grep '"latency","path":"forwarded"' "$RAW/router.jsonl" | jq .p50_ms)
   echo; echo "forwarding adds $(echo "$f - $o" | bc -l | xargs printf '%.3f') ms at p50 (goal ≤ 1 ms)"
-} | tee "$OUT/cloud.md"
-[ -f "$RAW/sessions.jsonl" ] && {
+} | tee "$OUT/cloud.md"; fi
+if [ -f "$RAW/sessions.jsonl" ]; then {
   echo; echo "sessions ($SESSIONS requested from two load processes):"; cat "$RAW/sessions.jsonl"
   echo "replica after: $(cat "$RAW/sessions-status.json" 2>/dev/null) $(tr '\n' ' ' <"$RAW/sessions-rss.txt" 2>/dev/null)"
   # RSS growth of the replica over all sessions (each load process reports the replica's RSS when it is done).
   b=$(jq -s 'map(.replica_rss_before_mib) | min' "$RAW/sessions.jsonl"); a=$(jq -s 'map(.replica_rss_after_mib) | max' "$RAW/sessions.jsonl")
   o=$(jq -s 'map(.opened) | add' "$RAW/sessions.jsonl"); h=$(jq -s 'map(.held) | max' "$RAW/sessions.jsonl")
   echo "opened $o, held $h after ${HOLD} s; replica RSS $b → $a MiB: $(echo "($a - $b) * 1048576 / $o" | bc) bytes per session"
-} | tee -a "$OUT/cloud.md"
+} | tee -a "$OUT/cloud.md"; fi
