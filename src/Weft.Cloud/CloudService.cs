@@ -69,6 +69,9 @@ public sealed partial class CloudService : IAsyncDisposable
 
     public CloudMetrics Metrics { get; }
 
+    /// <summary>Serves every Weft meter of this process as Prometheus text on <c>/_weft/metrics</c>.</summary>
+    private readonly Weft.Wire.Metrics.PrometheusExporter _exporter = new("Weft");
+
     /// <summary>Sessions held now.</summary>
     public int SessionCount => Volatile.Read(ref _sessionCount);
 
@@ -119,6 +122,7 @@ public sealed partial class CloudService : IAsyncDisposable
         _forwardClient.Dispose();
         _targetClient.Dispose();
         Metrics.Dispose();
+        _exporter.Dispose();
         _stop.Dispose();
     }
 

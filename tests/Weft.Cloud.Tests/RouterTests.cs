@@ -159,5 +159,9 @@ public sealed class RouterTests : IAsyncLifetime
         Assert.Contains("\"owns\":[\"node1\"]", json, StringComparison.Ordinal);
         Assert.Contains("\"degraded\":false", json, StringComparison.Ordinal);
         Assert.Equal("ready\n", await _env.Http.GetStringAsync(Url("/_weft/readyz")));
+        var metrics = await _env.Http.GetStringAsync(Url("/_weft/metrics"));
+        Assert.Contains("# TYPE weft_cloud_sessions gauge", metrics, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^weft_cloud_sessions [1-9]", metrics);
+        Assert.Contains("weft_cloud_sessions_opened_total", metrics, StringComparison.Ordinal);
     }
 }

@@ -345,12 +345,16 @@ public sealed partial class CloudService
             case "/_weft/readyz":
                 var h = Directory.Health;
                 return await Answer(ctx, 200, h.Healthy ? "ready" : "ready, degraded: " + h.Reason, "admin").ConfigureAwait(false);
+            case "/_weft/metrics":
+                ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+                await ctx.Response.WriteAsync(_exporter.Scrape()).ConfigureAwait(false);
+                return (200, "admin");
             case "/_weft/status":
                 ctx.Response.ContentType = "application/json";
                 await ctx.Response.WriteAsync(JsonSerializer.Serialize(Status()) + "\n").ConfigureAwait(false);
                 return (200, "admin");
             default:
-                return await Answer(ctx, 404, "unknown admin path; try /_weft/status, /_weft/healthz, /_weft/readyz", "admin").ConfigureAwait(false);
+                return await Answer(ctx, 404, "unknown admin path; try /_weft/status, /_weft/metrics, /_weft/healthz, /_weft/readyz", "admin").ConfigureAwait(false);
         }
     }
 }
