@@ -29,7 +29,8 @@ public sealed record AgentStatus(
     IReadOnlyList<string> Warnings,
     string? ConfigPath,
     int ConfigReloads,
-    string? LastConfigError);
+    string? LastConfigError,
+    object? Cloud);
 
 /// <summary>One tunnel ping (a new stream each time), as <c>POST /ping</c> streams them.</summary>
 public sealed record PingReply(int Seq, bool Ok, double? RttMs, double? OpenMs, string? Path, string? Via, string? Error, string Utc);
