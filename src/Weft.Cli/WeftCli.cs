@@ -34,6 +34,11 @@ public static class WeftCli
                                                      the running agent's relays, peers and paths
           weft ping NODE_NAME [--count N] [--interval MS] [--timeout MS] [--json] [--admin URL | --config PATH]
                                                      tunnel round trips to a node, each on a new stream, with its path
+          weft lab up [--nat] | status [--json] | exec NODE -- CMD... | chaos ACTION TARGET | down
+                                                     the local lab: 2 relays, 2 LANs of 2 nodes, the demo service
+          weft cloud --config PATH                   one cloud replica: edge hub (WebSocket) and REST router;
+                                                     prints "ready NAME ..." once both listen
+          weft cloud token --config PATH NODE_NAME   print the hub token of a node
 
         common options: --log-level trace|debug|information|warning|error (default warning; env WEFT_LOG)
         exit codes: 0 success, 1 operation failed, 2 bad usage or config
@@ -93,6 +98,7 @@ public static class WeftCli
             case "agent": return AgentCommands.AgentAsync(args[1..], loggers, ct);
             case "status": return AgentCommands.StatusAsync(args[1..], ct);
             case "ping": return AgentCommands.PingAsync(args[1..], ct);
+            case "lab": return LabCommands.RunAsync(args[1..], ct);
             case "demo-app" or "demo-call": return DemoCommands.RunAsync(args, ct); // hidden: the lab's demo service and its client
         }
         var sub = args.Length > 1 ? args[1] : "";
@@ -105,6 +111,7 @@ public static class WeftCli
             ("p2p", "serve") => P2PCommands.ServeAsync(rest, loggers, ct),
             ("p2p", "ping") => P2PCommands.PingAsync(rest, loggers, ct),
             ("p2p", "perf") => P2PCommands.PerfAsync(rest, loggers, ct),
+            ("cloud", _) => CloudCommands.DispatchAsync(args[1..], loggers, ct),
             _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'\n{Usage}"),
         };
     }

@@ -204,6 +204,20 @@ public sealed class NatLab : IAsyncDisposable
         return code == 0;
     }
 
+    /// <summary>
+    /// Hands the namespaces over to the caller (<c>weft lab up</c> leaves them running): disposing no longer deletes
+    /// them; <see cref="RemoveStale"/> with <see cref="Prefix"/> does. Processes started with <see cref="Start"/> are
+    /// still killed on dispose.
+    /// </summary>
+    public void Detach()
+    {
+        lock (gate)
+        {
+            createdNamespaces.Clear();
+            delayFiles.Clear();
+        }
+    }
+
     /// <summary>Locates an executable on PATH or in the usual system directories (e.g. "python3"), or null.</summary>
     public static string? FindExecutable(string name) => Shell.Find(name);
 

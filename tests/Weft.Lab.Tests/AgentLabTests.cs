@@ -69,28 +69,16 @@ public sealed class AgentLabTests(ITestOutputHelper output)
         Assert.True(status.GetProperty("failovers").GetInt64() >= 1);
     }
 
-    /// <summary>
-    /// Pings lan2-a from lan1-a on a new stream every 20 ms, does <paramref name="fail"/>, and returns the time from its
-    /// start to the first successful new stream opened after it had finished (which must go through <paramref name="next"/>).
-    /// </summary>
+    /// <summary>Measures one failover from lan1-a to lan2-a; every new stream after it goes through <paramref name="next"/>.</summary>
     private async Task<TimeSpan> MeasureFailoverAsync(NatLab lab, LabAgents agents, string failing, string next, Func<Task<DateTimeOffset>> fail)
     {
-        await using var pinger = agents.StartPing("lan1-a", "lan2-a", count: 250, intervalMs: 20, timeoutMs: 3000);
-        for (var seen = 0; seen < 5;)
-            if ((await pinger.WaitLine("{")).Contains("\"ok\":true", StringComparison.Ordinal)) seen++;
-        var at = await fail(); // the instant of the failure (the kill signal sent, the link down)
-        Assert.Equal(0, await pinger.WaitExit(TimeSpan.FromSeconds(60)));
-        var replies = LabAgents.Parse(pinger.Stdout);
-        var after = replies.Where(r => r.Started >= at).ToList();
-        var firstOk = after.FirstOrDefault(r => r.Ok) ?? throw new Xunit.Sdk.XunitException($"no stream succeeded after {failing} failed:\n{pinger.Stdout}");
-        Assert.Equal(next, firstOk.Via);
-        Assert.All(after.Where(r => r.Ok), r => Assert.Equal(next, r.Via));
-        // After the failover every new stream works.
-        Assert.All(after.SkipWhile(r => !r.Ok), r => Assert.True(r.Ok, r.Error));
-        var failed = after.TakeWhile(r => !r.Ok).ToList();
-        output.WriteLine($"  after {failing} failed: {failed.Count} new stream(s) failed ({string.Join("; ", failed.Select(f => f.Error).Distinct())}), " +
-            $"the first one through {next} opened in {firstOk.OpenMs:0.0} ms");
-        return firstOk.Utc - at;
+        var f = await agents.MeasureFailoverAsync("lan1-a", "lan2-a", fail);
+        Assert.Equal(next, f.FirstOk.Via);
+        Assert.All(f.After.Where(r => r.Ok), r => Assert.Equal(next, r.Via));
+        Assert.All(f.After.SkipWhile(r => !r.Ok), r => Assert.True(r.Ok, r.Error)); // after the failover every new stream works
+        output.WriteLine($"  after {failing} failed: {f.FailedAfter.Count} new stream(s) failed ({string.Join("; ", f.FailedAfter.Select(x => x.Error).Distinct())}), " +
+            $"the first one through {next} opened in {f.FirstOk.OpenMs:0.0} ms");
+        return f.Gap;
     }
 
     [RootFact]

@@ -81,7 +81,9 @@ public sealed class LabAgents : IAsyncDisposable
     public async Task<LabWeft> StartAsync(string node, string yaml)
     {
         var config = WriteConfig(node, yaml);
-        var p = LabWeft.Start(_lab, node, "agent", "--config", config, "--log-level", "information");
+        // WEFT_LAB_AGENT_LOG=debug shows the agents' connection-level logs (in failure messages and LabWeft.Stderr).
+        var level = Environment.GetEnvironmentVariable("WEFT_LAB_AGENT_LOG") is { Length: > 0 } l ? l : "information";
+        var p = LabWeft.Start(_lab, node, "agent", "--config", config, "--log-level", level);
         _running[node] = p;
         await p.WaitLine("ready");
         return p;
@@ -145,6 +147,30 @@ public sealed class LabAgents : IAsyncDisposable
     public static List<LabPing> Parse(string stdout) =>
         stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Where(l => l.StartsWith('{')).Select(l => JsonSerializer.Deserialize<LabPing>(l, Json)!).ToList();
+
+    /// <summary>What one failover looked like from the pinging node.</summary>
+    /// <param name="Gap">From the failure to the completion of the first successful new stream opened after it.</param>
+    /// <param name="FirstOk">That stream's reply.</param>
+    /// <param name="FailedAfter">New streams opened after the failure that failed.</param>
+    /// <param name="After">Every reply to a stream opened after the failure.</param>
+    public sealed record Failover(TimeSpan Gap, LabPing FirstOk, IReadOnlyList<LabPing> FailedAfter, IReadOnlyList<LabPing> After, string Output);
+
+    /// <summary>
+    /// Pings <paramref name="to"/> from <paramref name="from"/> on a new stream every <paramref name="intervalMs"/>, runs
+    /// <paramref name="fail"/> once replies flow (it returns the instant of the failure: the kill signal sent, the link
+    /// taken down), and measures the time to the first successful new stream opened after it.
+    /// </summary>
+    public async Task<Failover> MeasureFailoverAsync(string from, string to, Func<Task<DateTimeOffset>> fail, int count = 250, int intervalMs = 20)
+    {
+        await using var pinger = StartPing(from, to, count, intervalMs, timeoutMs: 3000);
+        for (var seen = 0; seen < 5;)
+            if ((await pinger.WaitLine("{")).Contains("\"ok\":true", StringComparison.Ordinal)) seen++;
+        var at = await fail();
+        if (await pinger.WaitExit(TimeSpan.FromSeconds(60)) != 0) throw new InvalidOperationException($"weft ping failed: {pinger.Stderr}");
+        var after = Parse(pinger.Stdout).Where(r => r.Started >= at).ToList();
+        var firstOk = after.FirstOrDefault(r => r.Ok) ?? throw new InvalidOperationException($"no new stream succeeded after the failure:\n{pinger.Stdout}");
+        return new Failover(firstOk.Utc - at, firstOk, after.TakeWhile(r => !r.Ok).ToList(), after, pinger.Stdout);
+    }
 
     public static bool RelayReserved(JsonElement status, string relay) =>
         status.GetProperty("relays").EnumerateArray().Any(r => r.GetProperty("name").GetString() == relay && r.GetProperty("reserved").GetBoolean());

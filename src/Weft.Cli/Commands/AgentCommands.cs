@@ -64,6 +64,8 @@ public static class AgentCommands
                 }
                 foreach (var u in admin.Urls) output.Write($"admin {u.ToString().TrimEnd('/')}");
             }
+            var cloud = StartCloudLink(config, loggers);
+            if (cloud is not null) agent.CloudStatus = () => cloud.Status;
             try
             {
                 agent.Punched += r => output.Write(r.Succeeded
@@ -83,10 +85,32 @@ public static class AgentCommands
             }
             finally
             {
+                if (cloud is not null) await cloud.DisposeAsync().ConfigureAwait(false);
                 if (admin is not null) await admin.DisposeAsync().ConfigureAwait(false);
             }
         }
         return WeftCli.ExitOk;
+    }
+
+    /// <summary>The cloud link (KubeEdge's edgehub: hub session, servicebus, eventbus) when modules.cloudLink asks for it.</summary>
+    private static Weft.Edge.CloudLink? StartCloudLink(AgentConfig config, ILoggerFactory loggers)
+    {
+        var c = config.CloudLink;
+        if (!c.Enable) return null;
+        var options = new Weft.Edge.EdgeOptions
+        {
+            NodeName = config.NodeName,
+            CloudUrls = c.Urls,
+            Token = File.ReadAllText(c.TokenFile!).Trim(),
+            TrustedCaFile = c.TrustedCaFile,
+            AppAddress = c.AppAddress,
+            MqttBroker = c.MqttBroker,
+        };
+        var problems = options.Validate();
+        if (problems.Count > 0) throw new UsageException("modules.cloudLink: " + string.Join("\n  ", problems));
+        var link = new Weft.Edge.CloudLink(options, loggers);
+        link.Start();
+        return link;
     }
 
     private static Uri AdminUrl(Args a)

@@ -6,7 +6,8 @@ using Weft.Mesh.Proxy;
 namespace Weft.Cli.Commands;
 
 /// <summary>
-/// Hidden commands for the lab, tests and benchmarks: `weft demo-app` serves the lab's demo service, `weft demo-call`
+/// Hidden commands for the lab, tests and benchmarks: `weft demo-app` serves the lab's demo service (printing
+/// "listening URL", "tcp-echo IP:PORT", "udp-echo IP:PORT", then "ready"), `weft demo-call`
 /// calls it (directly or through the service proxy) and prints one JSON object with what it measured and checked.
 /// </summary>
 public static class DemoCommands
@@ -51,7 +52,7 @@ public static class DemoCommands
         };
         var output = new LineWriter();
         await using var app = await DemoApp.StartAsync(options, ct).ConfigureAwait(false);
-        output.Write($"demo {app.HttpUrl.ToString().TrimEnd('/')}");
+        output.Write($"listening {app.HttpUrl.ToString().TrimEnd('/')}");
         if (app.TcpEcho is { } te) output.Write($"tcp-echo {te}");
         if (app.UdpEcho is { } ue) output.Write($"udp-echo {ue}");
         output.Write("ready");

@@ -29,7 +29,8 @@ public sealed record AgentStatus(
     IReadOnlyList<string> Warnings,
     string? ConfigPath,
     int ConfigReloads,
-    string? LastConfigError)
+    string? LastConfigError,
+    object? Cloud)
 {
     /// <summary>The service proxy (null when modules.edgeProxy is off).</summary>
     public Proxy.ProxyView? Proxy { get; init; }

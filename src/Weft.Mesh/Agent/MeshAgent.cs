@@ -97,6 +97,9 @@ public sealed class MeshAgent : IAsyncDisposable
     public AgentConfig Config { get { lock (_gate) return _config; } }
     public string NodeName => Config.NodeName;
 
+    /// <summary>What the cloud link reports for <c>/status</c> (set by whoever runs one; Weft.Mesh does not talk to the cloud).</summary>
+    public Func<object?>? CloudStatus { get; set; }
+
     /// <summary>Raised after each hole punch (for status lines and tests).</summary>
     public event Action<DcutrResult>? Punched;
 
@@ -473,7 +476,7 @@ public sealed class MeshAgent : IAsyncDisposable
             links.Select(l => new RelayStatusView(l.NodeName, l.Peer?.ToString(), l.Status.ToString().ToLowerInvariant(), l.Reserved, l.Preferred,
                 l.Rtt is { } t ? Math.Round(t.TotalMilliseconds, 3) : null, l.Since?.ToString("O", CultureInfo.InvariantCulture), l.LastError, l.Failures,
                 l.Addresses.Select(a => a.ToString()).ToList())).ToList(),
-            Relays.Preferred is { } pr ? Relays.NameOf(pr) : null, Relays.Failovers, peers, warnings, config.ConfigPath, reloads, configError)
+            Relays.Preferred is { } pr ? Relays.NameOf(pr) : null, Relays.Failovers, peers, warnings, config.ConfigPath, reloads, configError, CloudStatus?.Invoke())
         {
             Proxy = Proxy?.View(),
             Services = Proxy?.Services() ?? [],

@@ -170,6 +170,30 @@ public sealed record AdminConfig
     public const int DefaultPort = 20016;
 }
 
+/// <summary>
+/// The agent's link to the Weft cloud (Weft's <c>modules.cloudLink</c>): the hub session, servicebus and eventbus
+/// (KubeEdge's edgehub). The CLI turns it into Weft.Edge's options; Weft.Mesh itself never talks to the cloud.
+/// </summary>
+public sealed record CloudLinkConfig
+{
+    public bool Enable { get; init; }
+
+    /// <summary>The hub: the load balancer's URL, or every replica's (ws:// or wss://).</summary>
+    public IReadOnlyList<Uri> Urls { get; init; } = [];
+
+    /// <summary>File holding this node's hub token (`weft cloud token --config CLOUD.yaml NODE`).</summary>
+    public string? TokenFile { get; init; }
+
+    /// <summary>PEM file of the CA that signed the cloud's certificate (wss); unset trusts the system store.</summary>
+    public string? TrustedCaFile { get; init; }
+
+    /// <summary>servicebus: the address edge apps listen on.</summary>
+    public System.Net.IPAddress AppAddress { get; init; } = System.Net.IPAddress.Loopback;
+
+    /// <summary>eventbus: the local MQTT broker; null runs without the eventbus.</summary>
+    public System.Net.IPEndPoint? MqttBroker { get; init; } = new(System.Net.IPAddress.Loopback, 1883);
+}
+
 /// <summary>EdgeMesh's <c>modules.edgeTunnel.metricConfig</c>: Prometheus metrics on every interface at this port.</summary>
 public sealed record MetricConfig
 {
@@ -190,6 +214,8 @@ public sealed record AgentConfig
     public AdminConfig Admin { get; init; } = new();
 
     public MetricConfig Metrics { get; init; } = new();
+
+    public CloudLinkConfig CloudLink { get; init; } = new();
 
     /// <summary><c>modules.edgeProxy</c>: the service proxy.</summary>
     public Proxy.EdgeProxyConfig Proxy { get; init; } = new();

@@ -80,6 +80,7 @@ public static class AgentConfigLoader
         var modules = top.Section("modules");
         var tunnel = ReadTunnel(modules?.Section("edgeTunnel"), problems, warnings, out var nodeNameFromConfig, out var metrics);
         var admin = ReadAdmin(modules?.Section("admin"), problems);
+        var cloud = ReadCloudLink(modules?.Section("cloudLink"), problems);
         if (modules?.Section("edgeDNS") is { } dns)
         {
             dns.Accept("enable", "listenPort", "cacheDNS");
@@ -127,6 +128,7 @@ public static class AgentConfigLoader
             Tunnel = tunnel with { RelayNodes = relays },
             Admin = admin,
             Metrics = metrics,
+            CloudLink = cloud,
             Proxy = proxy,
             Warnings = warnings,
         };
@@ -351,6 +353,39 @@ public static class AgentConfigLoader
                 problems.Add(Path(s, "listen"), s.Node, $"{listen} is not a loopback address and the admin API has no authentication; use 127.0.0.1 or set allowRemote: true");
         }
         return new AdminConfig { Enable = s.Bool("enable") ?? true, Listen = listen, AllowRemote = allowRemote };
+    }
+
+    private static CloudLinkConfig ReadCloudLink(YamlSection? s, ConfigProblems problems)
+    {
+        var c = new CloudLinkConfig();
+        if (s is null) return c;
+        var urls = new List<Uri>();
+        foreach (var u in s.Strings("urls") ?? [])
+        {
+            if (Uri.TryCreate(u, UriKind.Absolute, out var uri) && uri.Scheme is "ws" or "wss") urls.Add(uri);
+            else problems.Add(Path(s, "urls"), s.Node, $"'{u}' is not a ws:// or wss:// URL (e.g. wss://cloud.example:10000)");
+        }
+        var enable = s.Bool("enable") ?? true;
+        var token = s.String("tokenFile");
+        if (enable && urls.Count == 0) problems.Add(Path(s, "urls"), s.Node, "name the cloud hub: the load balancer's URL or every replica's");
+        if (enable && string.IsNullOrEmpty(token)) problems.Add(Path(s, "tokenFile"), s.Node, "name the file with this node's hub token (weft cloud token --config CLOUD.yaml NODE > FILE)");
+        else if (enable && !File.Exists(token)) problems.Add(Path(s, "tokenFile"), s.Node, $"{token} does not exist; write this node's hub token there");
+        var ca = s.String("trustedCaFile");
+        if (ca is not null && !File.Exists(ca)) problems.Add(Path(s, "trustedCaFile"), s.Node, $"{ca} does not exist; give the cloud CA's PEM file or remove the key");
+        var app = c.AppAddress;
+        if (s.String("appAddress") is { } a && !IPAddress.TryParse(a, out app!))
+        {
+            problems.Add(Path(s, "appAddress"), s.Node, $"'{a}' is not an IP address");
+            app = c.AppAddress;
+        }
+        var broker = c.MqttBroker;
+        if (s.String("mqttBroker") is { } b)
+        {
+            if (b is "" or "none" or "off") broker = null;
+            else if (IPEndPoint.TryParse(b, out var ep) && ep.Port > 0) broker = ep;
+            else problems.Add(Path(s, "mqttBroker"), s.Node, $"'{b}' is not IP:port (e.g. 127.0.0.1:1883), or leave it empty to run without the eventbus");
+        }
+        return new CloudLinkConfig { Enable = enable, Urls = urls, TokenFile = token, TrustedCaFile = ca, AppAddress = app, MqttBroker = broker };
     }
 
     private static T Bad<T>(ConfigProblems problems, string path, string message, T fallback)

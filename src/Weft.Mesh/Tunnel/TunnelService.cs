@@ -269,21 +269,14 @@ public sealed class TunnelService : IDisposable
                 }
             }
             var protocol = request.Protocol?.ToLowerInvariant();
-            var problem = request.Type != ProxyMessageType.Connect ? $"expected CONNECT, got {request.Type}"
-                : protocol is not ("tcp" or "udp") ? $"protocol '{request.Protocol}' is neither tcp nor udp"
-                : framedUdp && protocol != "udp" ? "the UDP tunnel carries udp only"
-                : !IPAddress.TryParse(request.Ip, out var ip) ? $"'{request.Ip}' is not an IP address"
-                : request.Port is not (> 0 and <= 65535) ? $"port {request.Port} is not 1..65535"
-                : Denied(ip) ? $"{ip} is not a target the tunnel serves (loopback and link-local are refused)"
-                : null;
-            if (problem is not null)
+            var (target, problem) = CheckTarget(request, framedUdp ? "udp" : null);
+            if (target is null)
             {
-                Log.BadRequest(_log, peer.ToString(), problem);
+                Log.BadRequest(_log, peer.ToString(), problem!);
                 Count("in", protocol ?? "?", "refused");
                 await AnswerAsync(stream, new ProxyMessage { Type = ProxyMessageType.Failed }, ct).ConfigureAwait(false);
                 return;
             }
-            var target = new IPEndPoint(IPAddress.Parse(request.Ip!), request.Port!.Value);
             if (protocol == "tcp") await ServeTcpAsync(s, request, target, ct).ConfigureAwait(false);
             else await ServeUdpAsync(s, request, target, framedUdp, ct).ConfigureAwait(false);
         }
@@ -302,7 +295,22 @@ public sealed class TunnelService : IDisposable
         return Options.DeniedTargets.Any(n => n.Contains(ip));
     }
 
-    private async Task<Socket?> DialAsync(IPEndPoint target, SocketType type, CancellationToken ct)
+    /// <summary>The endpoint a CONNECT asks for, or why it is refused (also used by the resumable tunnel).</summary>
+    internal (IPEndPoint? Target, string? Problem) CheckTarget(ProxyMessage request, string? onlyProtocol)
+    {
+        var protocol = request.Protocol?.ToLowerInvariant();
+        var problem = request.Type != ProxyMessageType.Connect ? $"expected CONNECT, got {request.Type}"
+            : protocol is not ("tcp" or "udp") ? $"protocol '{request.Protocol}' is neither tcp nor udp"
+            : onlyProtocol is not null && protocol != onlyProtocol ? $"this tunnel carries {onlyProtocol} only"
+            : !IPAddress.TryParse(request.Ip, out var ip) ? $"'{request.Ip}' is not an IP address"
+            : request.Port is not (> 0 and <= 65535) ? $"port {request.Port} is not 1..65535"
+            : Denied(ip) ? $"{ip} is not a target the tunnel serves (loopback and link-local are refused)"
+            : null;
+        return problem is null ? (new IPEndPoint(IPAddress.Parse(request.Ip!), request.Port!.Value), null) : (null, problem);
+    }
+
+    /// <summary>Connects to an endpoint with the tunnel's timeout and retries; null when it cannot be reached.</summary>
+    internal async Task<Socket?> DialAsync(IPEndPoint target, SocketType type, CancellationToken ct)
     {
         Exception? last = null;
         for (var attempt = 0; attempt < Options.DialAttempts; attempt++)
