@@ -25,8 +25,14 @@ public sealed record ProxyLimits
     /// <summary>One attempt to reach an endpoint: the TCP connect, or opening the tunnel stream with the far node's dial.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Endpoints tried for one client connection or UDP flow before it is given up (reset).</summary>
+    /// <summary>Attempts to reach an endpoint for one client connection or UDP flow before it is given up (reset).</summary>
     public int MaxAttempts { get; init; } = 3;
+
+    /// <summary>
+    /// Wait before an endpoint that already failed for this connection is tried again (only when no untried endpoint is
+    /// left: a single-endpoint service rides out a relay failover); doubles with each such retry.
+    /// </summary>
+    public TimeSpan RetryDelay { get; init; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>How long an endpoint that failed is passed over (doubling on each further failure)...</summary>
     public TimeSpan EndpointCooldown { get; init; } = TimeSpan.FromSeconds(2);
@@ -123,6 +129,7 @@ public sealed record EdgeProxyConfig
                 UdpFlowQueue = l.Int("udpFlowQueue", 1, 65536) ?? limits.UdpFlowQueue,
                 ConnectTimeout = l.Duration("connectTimeout", TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(2), TimeSpan.FromSeconds(1)) ?? limits.ConnectTimeout,
                 MaxAttempts = l.Int("maxAttempts", 1, 16) ?? limits.MaxAttempts,
+                RetryDelay = l.Duration("retryDelay", TimeSpan.Zero, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(1)) ?? limits.RetryDelay,
                 EndpointCooldown = l.Duration("endpointCooldown", TimeSpan.Zero, TimeSpan.FromHours(1), TimeSpan.FromSeconds(1)) ?? limits.EndpointCooldown,
                 MaxEndpointCooldown = l.Duration("maxEndpointCooldown", TimeSpan.Zero, TimeSpan.FromHours(1), TimeSpan.FromSeconds(1)) ?? limits.MaxEndpointCooldown,
                 MaxAffinityClients = l.Int("maxAffinityClients", 1, 10_000_000) ?? limits.MaxAffinityClients,

@@ -109,21 +109,46 @@ internal abstract class PortRunner
 
     protected abstract void Bind(IPEndPoint at);
 
+    /// <summary>Runs <paramref name="setup"/> on a new socket; disposes it if that fails.</summary>
+    protected static Socket Set(Socket socket, Action<Socket> setup)
+    {
+        try
+        {
+            setup(socket);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
     protected abstract void Unbind();
 
     /// <summary>
-    /// Reaches an endpoint for <paramref name="client"/>: at most <see cref="ProxyLimits.MaxAttempts"/> endpoints, each
-    /// within <see cref="ProxyLimits.ConnectTimeout"/>; a failed one is marked (cooldown) and the next one tried.
-    /// Null when none could be reached.
+    /// Reaches an endpoint for <paramref name="client"/>: at most <see cref="ProxyLimits.MaxAttempts"/> attempts, each
+    /// within <see cref="ProxyLimits.ConnectTimeout"/>; a failed endpoint is marked (cooldown) and the next one tried at
+    /// once; when every endpoint failed for this connection they are tried again after <see cref="ProxyLimits.RetryDelay"/>
+    /// (doubling). Null when none could be reached.
     /// </summary>
     protected async Task<(T Upstream, EndpointTarget Endpoint)?> ReachAsync<T>(IPAddress client, Func<EndpointTarget, CancellationToken, Task<T>> open, CancellationToken ct)
         where T : class
     {
         var limits = Proxy.Limits;
         var tried = new List<EndpointTarget>();
+        var delay = limits.RetryDelay;
         for (var attempt = 1; attempt <= limits.MaxAttempts; attempt++)
         {
-            if (Picker.Pick(client, tried) is not { } endpoint) break;
+            var endpoint = Picker.Pick(client, tried);
+            if (endpoint is null && tried.Count > 0)
+            {
+                await Task.Delay(delay, Proxy.Time, ct).ConfigureAwait(false);
+                delay *= 2;
+                tried.Clear();
+                endpoint = Picker.Pick(client, tried);
+            }
+            if (endpoint is null) break;
             var started = Proxy.Time.GetTimestamp();
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             cts.CancelAfter(limits.ConnectTimeout);
@@ -163,19 +188,13 @@ internal sealed class TcpPortRunner(ServiceProxy proxy, ServiceState service, Se
 
     protected override void Bind(IPEndPoint at)
     {
-        var s = new Socket(at.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
+        var s = Set(new Socket(at.AddressFamily, SocketType.Stream, ProtocolType.Tcp), s =>
         {
             // Lets a listener come back on this address while connections it accepted earlier are still open.
             s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
             s.Bind(at);
             s.Listen(ProxyLimits.ListenBacklog);
-        }
-        catch
-        {
-            s.Dispose();
-            throw;
-        }
+        });
         _listener = s;
         _ = Task.Run(() => AcceptLoopAsync(s));
     }
@@ -283,18 +302,12 @@ internal sealed class UdpPortRunner(ServiceProxy proxy, ServiceState service, Se
 
     protected override void Bind(IPEndPoint at)
     {
-        var s = new Socket(at.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-        try
+        var s = Set(new Socket(at.AddressFamily, SocketType.Dgram, ProtocolType.Udp), s =>
         {
             s.ReceiveBufferSize = SocketBuffer;
             s.SendBufferSize = SocketBuffer;
             s.Bind(at);
-        }
-        catch
-        {
-            s.Dispose();
-            throw;
-        }
+        });
         _socket = s;
         _ = Task.Run(() => ReceiveLoopAsync(s));
     }

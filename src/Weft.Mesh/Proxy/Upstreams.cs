@@ -55,60 +55,42 @@ internal sealed class Upstreams(string nodeName, Func<string, PeerId?> resolve, 
 
     public async Task<TcpUpstream> ConnectTcpAsync(EndpointTarget e, CancellationToken ct)
     {
-        if (IsLocal(e))
-        {
-            var s = new Socket(e.Ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                await s.ConnectAsync(e.EndPoint, ct).ConfigureAwait(false);
-                return new LocalTcp(s);
-            }
-            catch (SocketException ex)
-            {
-                s.Dispose();
-                throw new EndpointUnreachableException($"{e}: {ex.Message}", ex);
-            }
-            catch
-            {
-                s.Dispose();
-                throw;
-            }
-        }
+        if (IsLocal(e)) return new LocalTcp(await ConnectLocalAsync(e, SocketType.Stream, ct).ConfigureAwait(false));
         var (peer, t) = Remote(e);
-        try
-        {
-            return new TunnelTcp(await t.OpenTcpAsync(peer, e.NodeName!, e.EndPoint, ct).ConfigureAwait(false), t);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
-        {
-            throw new EndpointUnreachableException($"{e}: {ex.Message}", ex);
-        }
+        return new TunnelTcp(await TunnelledAsync(e, () => t.OpenTcpAsync(peer, e.NodeName!, e.EndPoint, ct), ct).ConfigureAwait(false), t);
     }
 
     public async Task<UdpUpstream> OpenUdpAsync(EndpointTarget e, CancellationToken ct)
     {
-        if (IsLocal(e))
-        {
-            var s = new Socket(e.Ip.AddressFamily, SocketType.Dgram, ProtocolType.Udp)
-            {
-                ReceiveBufferSize = UdpPortRunner.SocketBuffer,
-                SendBufferSize = UdpPortRunner.SocketBuffer,
-            };
-            try
-            {
-                await s.ConnectAsync(e.EndPoint, ct).ConfigureAwait(false);
-                return new LocalUdp(s);
-            }
-            catch (SocketException ex)
-            {
-                s.Dispose();
-                throw new EndpointUnreachableException($"{e}: {ex.Message}", ex);
-            }
-        }
+        if (IsLocal(e)) return new LocalUdp(await ConnectLocalAsync(e, SocketType.Dgram, ct).ConfigureAwait(false));
         var (peer, t) = Remote(e);
+        return new TunnelUdp(await TunnelledAsync(e, () => t.OpenUdpAsync(peer, e.NodeName!, e.EndPoint, ct), ct).ConfigureAwait(false));
+    }
+
+    /// <summary>A socket connected to a local endpoint (TCP with no delay; UDP with large buffers).</summary>
+    private static async Task<Socket> ConnectLocalAsync(EndpointTarget e, SocketType type, CancellationToken ct)
+    {
+        var s = type == SocketType.Stream
+            ? new Socket(e.Ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true }
+            : new Socket(e.Ip.AddressFamily, SocketType.Dgram, ProtocolType.Udp) { ReceiveBufferSize = UdpPortRunner.SocketBuffer, SendBufferSize = UdpPortRunner.SocketBuffer };
         try
         {
-            return new TunnelUdp(await t.OpenUdpAsync(peer, e.NodeName!, e.EndPoint, ct).ConfigureAwait(false));
+            await s.ConnectAsync(e.EndPoint, ct).ConfigureAwait(false);
+            return s;
+        }
+        catch (Exception ex)
+        {
+            s.Dispose();
+            if (ex is SocketException) throw new EndpointUnreachableException($"{e}: {ex.Message}", ex);
+            throw;
+        }
+    }
+
+    private static async Task<TunnelStream> TunnelledAsync(EndpointTarget e, Func<Task<TunnelStream>> open, CancellationToken ct)
+    {
+        try
+        {
+            return await open().ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
         {

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Weft.Mesh.Proxy;
+using Weft.Mesh.Tests.Agent;
 using Xunit.Abstractions;
 
 namespace Weft.Mesh.Tests.Proxy;
@@ -51,7 +52,7 @@ public sealed class ProxyLoopbackTests(ITestOutputHelper output)
     [Fact]
     public async Task Http_and_tcp_echo_reach_a_remote_nodes_endpoint_through_the_proxy()
     {
-        await using var scene = new ProxyScene();
+        await using var scene = new ProxyScene(output);
         var appB = await scene.DemoAsync("b");
         await scene.StartAsync(ProxyScene.Services(ProxyScene.Demo("demo", "", ProxyScene.Endpoint("b", appB))), null, "b");
 
@@ -96,7 +97,7 @@ public sealed class ProxyLoopbackTests(ITestOutputHelper output)
     [Fact]
     public async Task Udp_echo_keeps_datagram_boundaries_for_single_queries_and_a_ten_thousand_datagram_stream()
     {
-        await using var scene = new ProxyScene();
+        await using var scene = new ProxyScene(output);
         var appB = await scene.DemoAsync("b");
         var appA = await scene.DemoAsync("a");
         await scene.StartAsync(ProxyScene.Services(
@@ -130,7 +131,7 @@ public sealed class ProxyLoopbackTests(ITestOutputHelper output)
     [Fact]
     public async Task A_catalogue_update_leaves_an_open_connection_intact()
     {
-        await using var scene = new ProxyScene();
+        await using var scene = new ProxyScene(output);
         var appB = await scene.DemoAsync("b");
         var appLocal = await scene.DemoAsync("a-local");
         await scene.StartAsync(ProxyScene.Services(ProxyScene.Demo("demo", "", ProxyScene.Endpoint("b", appB))), null, "b");
@@ -168,7 +169,7 @@ public sealed class ProxyLoopbackTests(ITestOutputHelper output)
     [Fact]
     public async Task An_endpoint_that_goes_down_loses_its_traffic_within_one_retry()
     {
-        await using var scene = new ProxyScene();
+        await using var scene = new ProxyScene(output);
         var b1 = await scene.DemoAsync("b1");
         var b2 = await scene.DemoAsync("b2");
         var local = await scene.DemoAsync("a-local");
@@ -201,9 +202,40 @@ public sealed class ProxyLoopbackTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_single_endpoint_that_comes_back_within_the_retry_delay_still_gets_the_connection()
+    {
+        await using var scene = new ProxyScene(output);
+        var port = LoopbackMesh.FreePort(); // nothing listens there yet
+        await scene.StartAsync(ProxyScene.Services("""
+            - name: late
+              ports: [{port: 7007}]
+            """ + $"\n  endpoints: [{{nodeName: a, ip: 127.0.0.1, port: {port}}}]"));
+        var connecting = ConnectAsync(scene.Address("late", 7007)).ContinueWith(async c =>
+        {
+            using var s = await c;
+            return await ExchangeAsync(s, 1000, 9);
+        }).Unwrap();
+        var until = DateTime.UtcNow + ProxyScene.Deadline;
+        while (scene.Service("late").Ports[0].Failures == 0 && DateTime.UtcNow < until) await Task.Delay(5);
+        Assert.Equal(1, scene.Service("late").Ports[0].Failures);
+        // The endpoint comes up now, before the retry (ProxyLimits.RetryDelay, 250 ms, after the failure).
+        using var listener = new TcpListener(IPAddress.Loopback, port);
+        listener.Start();
+        var serving = Task.Run(async () =>
+        {
+            using var c = await listener.AcceptSocketAsync();
+            var buffer = new byte[4096];
+            int n;
+            while ((n = await c.ReceiveAsync(buffer)) > 0) await c.SendAsync(buffer.AsMemory(0, n));
+        });
+        Assert.Equal(1000, (await connecting.WaitAsync(ProxyScene.Deadline)).Length);
+        Assert.Equal(1, scene.Service("late").Ports[0].Connections);
+    }
+
+    [Fact]
     public async Task Consistent_hash_follows_the_real_source_ip_not_the_port()
     {
-        await using var scene = new ProxyScene();
+        await using var scene = new ProxyScene(output);
         var apps = new[] { await scene.DemoAsync("e1"), await scene.DemoAsync("e2"), await scene.DemoAsync("e3") };
         await scene.StartAsync(ProxyScene.Services(ProxyScene.Demo("demo", "policy: consistentHash", apps.Select(a => ProxyScene.Endpoint("a", a)).ToArray())));
         var url = new Uri(scene.Service("demo").Url!);
@@ -225,7 +257,7 @@ public sealed class ProxyLoopbackTests(ITestOutputHelper output)
     [Fact]
     public async Task Connections_over_the_per_service_limit_are_reset_and_a_port_that_cannot_be_bound_is_reported_and_retried()
     {
-        await using var scene = new ProxyScene();
+        await using var scene = new ProxyScene(output);
         var app = await scene.DemoAsync("a-local");
         // Another process (here: a socket) holds what would be the service's UDP port.
         await scene.StartAsync(ProxyScene.Services(ProxyScene.Demo("demo", "", ProxyScene.Endpoint("a", app))), new ProxyLimits { MaxConnectionsPerService = 2 });

@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.Extensions.Logging.Abstractions;
 using Weft.Mesh.Agent;
+using Weft.Mesh.Config;
 using Weft.Mesh.Proxy;
 using Weft.Mesh.Relays;
 using Weft.Mesh.Tests.Agent;
@@ -12,7 +13,7 @@ namespace Weft.Mesh.Tests.Proxy;
 /// demo apps as endpoints. Each scene gets its own loopback service range, so scenes running at the same time never
 /// share a service address.
 /// </summary>
-internal sealed class ProxyScene : IAsyncDisposable
+internal sealed class ProxyScene(Xunit.Abstractions.ITestOutputHelper? output = null) : IAsyncDisposable
 {
     public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
 
@@ -33,6 +34,9 @@ internal sealed class ProxyScene : IAsyncDisposable
 
     public MeshAgent this[string node] => node == "a" ? Caller : _mesh[node];
 
+    /// <summary>Relay liveness that a loaded 2-core machine does not trip (LoopbackMesh's defaults are tuned for failover tests).</summary>
+    private static TunnelConfig Tolerant(TunnelConfig t) => t with { RelayManager = t.RelayManager with { DeadAfter = TimeSpan.FromSeconds(5) } };
+
     private static bool AllReserved(IReadOnlyList<RelayLinkState> links) => links.Count > 0 && links.All(l => l.Status == RelayLinkStatus.Up && l.Reserved);
 
     /// <summary>Starts r1, the endpoint nodes, and "a" with the proxy reading <paramref name="services"/>.</summary>
@@ -40,13 +44,13 @@ internal sealed class ProxyScene : IAsyncDisposable
     {
         File.WriteAllText(ServicesPath, services);
         _mesh.DeclareRelays("r1");
-        await _mesh.StartAsync("r1");
-        foreach (var n in endpointNodes) await _mesh.StartAsync(n);
-        var config = _mesh.Config("a") with
+        await _mesh.StartAsync("r1", Tolerant);
+        foreach (var n in endpointNodes) await _mesh.StartAsync(n, Tolerant);
+        var config = _mesh.Config("a", Tolerant) with
         {
             Proxy = new EdgeProxyConfig { Enable = true, ServicesFile = ServicesPath, ServiceCidr = Range, Limits = limits ?? new ProxyLimits() },
         };
-        _caller = await MeshAgent.StartAsync(config, NullLoggerFactory.Instance);
+        _caller = await MeshAgent.StartAsync(config, output is null ? NullLoggerFactory.Instance : new TestOutputLoggers(output, "a"));
         await LoopbackMesh.WaitRelays(_caller, AllReserved, "a reservation on r1");
         foreach (var n in endpointNodes) await LoopbackMesh.WaitRelays(_mesh[n], AllReserved, "a reservation on r1");
     }
@@ -84,38 +88,30 @@ internal sealed class ProxyScene : IAsyncDisposable
     public static string Services(params string[] services) => "services:\n" + string.Join("\n", services) + "\n";
 
     /// <summary>Writes the services file and waits until the proxy applied it.</summary>
-    public async Task UpdateAsync(string services)
-    {
-        var applied = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnApplied(int _) => applied.TrySetResult();
-        Proxy.Applied += OnApplied;
-        try
-        {
-            Write(services);
-            await applied.Task.WaitAsync(Deadline);
-        }
-        finally
-        {
-            Proxy.Applied -= OnApplied;
-        }
-    }
+    public Task UpdateAsync(string services) =>
+        WriteAndWaitAsync(services, done => { void On(int _) => done(); Proxy.Applied += On; return () => Proxy.Applied -= On; });
 
     /// <summary>Writes a services file that must be rejected; returns the problems the proxy reports.</summary>
     public async Task<string> RejectedAsync(string services)
     {
-        var checkedChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnChecked(bool changed) { if (changed) checkedChanged.TrySetResult(); }
-        Proxy.FileChecked += OnChecked;
+        await WriteAndWaitAsync(services, done => { void On(bool changed) { if (changed) done(); } Proxy.FileChecked += On; return () => Proxy.FileChecked -= On; });
+        return Proxy.View().LastError ?? throw new Xunit.Sdk.XunitException("the bad services file was not reported");
+    }
+
+    /// <summary>Subscribes (<paramref name="subscribe"/> returns the unsubscribe), writes the file, waits for the signal.</summary>
+    private async Task WriteAndWaitAsync(string services, Func<Action, Action> subscribe)
+    {
+        var signalled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var unsubscribe = subscribe(() => signalled.TrySetResult());
         try
         {
             Write(services);
-            await checkedChanged.Task.WaitAsync(Deadline);
+            await signalled.Task.WaitAsync(Deadline);
         }
         finally
         {
-            Proxy.FileChecked -= OnChecked;
+            unsubscribe();
         }
-        return Proxy.View().LastError ?? throw new Xunit.Sdk.XunitException("the bad services file was not reported");
     }
 
     private void Write(string services)

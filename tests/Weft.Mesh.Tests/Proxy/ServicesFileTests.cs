@@ -137,7 +137,7 @@ public sealed class ServicesFileTests : IDisposable
                 servicesFile: services.yaml
                 serviceCIDR: 127.20.0.0/24
                 limits: {maxConnections: 100, maxConnectionsPerService: 10, maxUdpFlows: 5, udpIdleTimeout: 2s, udpFlowQueue: 8,
-                         connectTimeout: 750ms, maxAttempts: 2, endpointCooldown: 1s, maxEndpointCooldown: 4s, maxAffinityClients: 3}
+                         connectTimeout: 750ms, maxAttempts: 2, retryDelay: 100ms, endpointCooldown: 1s, maxEndpointCooldown: 4s, maxAffinityClients: 3}
             """);
         var c = AgentConfigLoader.Load(config, Env(null));
         Assert.True(c.Proxy.Enable);
@@ -146,7 +146,7 @@ public sealed class ServicesFileTests : IDisposable
         Assert.Equal(new ProxyLimits
         {
             MaxConnections = 100, MaxConnectionsPerService = 10, MaxUdpFlows = 5, UdpIdleTimeout = TimeSpan.FromSeconds(2), UdpFlowQueue = 8,
-            ConnectTimeout = TimeSpan.FromMilliseconds(750), MaxAttempts = 2, EndpointCooldown = TimeSpan.FromSeconds(1),
+            ConnectTimeout = TimeSpan.FromMilliseconds(750), MaxAttempts = 2, RetryDelay = TimeSpan.FromMilliseconds(100), EndpointCooldown = TimeSpan.FromSeconds(1),
             MaxEndpointCooldown = TimeSpan.FromSeconds(4), MaxAffinityClients = 3,
         }, c.Proxy.Limits);
         Assert.Contains(c.Warnings, w => w.Contains("consistentHash is accepted but not used", StringComparison.Ordinal));
