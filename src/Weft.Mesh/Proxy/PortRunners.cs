@@ -226,7 +226,7 @@ internal sealed class TcpPortRunner(ServiceProxy proxy, ServiceState service, Se
                 try { await Task.Delay(TimeSpan.FromMilliseconds(100), Proxy.Time, ct).ConfigureAwait(false); } catch (OperationCanceledException) { return; }
                 continue;
             }
-            Proxy.Track(() => ServeAsync(client));
+            if (!Proxy.Track(() => ServeAsync(client))) client.Dispose();
         }
     }
 
@@ -367,7 +367,7 @@ internal sealed class UdpPortRunner(ServiceProxy proxy, ServiceState service, Se
                 flow = new Flow(this, service, client, socket);
                 _flows[client] = flow;
                 Proxy.Metrics.UdpFlowsOpened.Add(1, tags);
-                Proxy.Track(flow.RunAsync);
+                if (!Proxy.Track(flow.RunAsync)) return;
             }
             if (!flow.Enqueue(buffer.AsSpan(0, r.ReceivedBytes).ToArray()))
             {

@@ -233,14 +233,15 @@ public sealed class ServiceProxy : IAsyncDisposable
         Interlocked.Decrement(ref _flows);
     }
 
-    /// <summary>Runs a connection or flow as tracked work: it ends with the proxy at the latest.</summary>
-    internal void Track(Func<Task> work)
+    /// <summary>Runs a connection or flow as tracked work: it ends with the proxy at the latest. False once the proxy stops.</summary>
+    internal bool Track(Func<Task> work)
     {
-        if (_lifetime.IsCancellationRequested) return;
+        if (_lifetime.IsCancellationRequested) return false;
         var id = Interlocked.Increment(ref _workIds);
         var task = Task.Run(work);
         _work[id] = task;
         task.ContinueWith(_ => _work.TryRemove(id, out Task? _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return true;
     }
 
     private IEnumerable<Measurement<long>> ByService(Func<ServiceState, int> value)
@@ -281,13 +282,12 @@ public sealed class ServiceProxy : IAsyncDisposable
     /// <summary>Every service of the catalogue: its address, URLs, listeners, endpoints and counters.</summary>
     public IReadOnlyList<ServiceView> Services()
     {
-        List<ServiceState> services;
-        lock (_gate) services = _catalog.Services.Select(s => _services[s.Name]).ToList();
+        List<(ServiceState State, List<PortRunner> Runners)> services;
+        lock (_gate) services = _catalog.Services.Select(s => _services[s.Name]).Select(s => (s, s.Runners.ToList())).ToList();
         var views = new List<ServiceView>(services.Count);
-        foreach (var s in services)
+        foreach (var (s, runners) in services)
         {
             var spec = s.Spec!;
-            var runners = s.Runners.ToList();
             var ports = runners.Select(r => new ServicePortView(r.Port.Name, r.Port.Port, r.Port.ProtocolName, r.Port.TargetPort, r.Url, r.Listening, r.Error,
                 Interlocked.Read(ref r.Connections), Interlocked.Read(ref r.Failures), Volatile.Read(ref r.Active), r.FlowCount, Interlocked.Read(ref r.Dropped))).ToList();
             var states = runners.SelectMany(r => r.Picker.States()).ToList();
