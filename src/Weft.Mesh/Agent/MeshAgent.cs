@@ -67,6 +67,9 @@ public sealed class MeshAgent : IAsyncDisposable
         Directory = new NodeDirectory(config.Tunnel.Identity.Mode, host.Time);
         Dialer = new MeshDialer(host, Relays, new MeshDialerOptions(), loggers.CreateLogger("Weft.Mesh.Paths"));
         Tunnel = TunnelService.Register(host, config.NodeName, Dialer, TunnelOptionsOf(config.Tunnel), Metrics, loggers.CreateLogger("Weft.Mesh.Tunnel"), serve: !config.Tunnel.IsClientOnly);
+        Resume = config.Tunnel.Resume.Enable
+            ? Weft.Mesh.Resume.ResumeService.Register(host, Tunnel, Dialer, config.Tunnel.Resume, loggers.CreateLogger("Weft.Mesh.Resume"), serve: !config.Tunnel.IsClientOnly)
+            : null;
         PingService.Register(host);
         RelayClient.Register(host);
         _dcutr = config.Tunnel.HolePunching ? DcutrService.Register(host) : null;
@@ -90,6 +93,9 @@ public sealed class MeshAgent : IAsyncDisposable
     public NodeDirectory Directory { get; }
     public MeshDialer Dialer { get; }
     public TunnelService Tunnel { get; }
+
+    /// <summary>The resumable tunnel (proxied TCP that survives path failures), when enabled.</summary>
+    public Resume.ResumeService? Resume { get; }
     public DateTimeOffset StartedAt { get; }
     public AgentConfig Config { get { lock (_gate) return _config; } }
     public string NodeName => Config.NodeName;
@@ -521,6 +527,7 @@ public sealed class MeshAgent : IAsyncDisposable
         await _autonat.DisposeAsync().ConfigureAwait(false);
         _autonatServer.Dispose();
         _dcutr?.Dispose();
+        Resume?.Dispose();
         Tunnel.Dispose();
         lock (_gate) _relayServer?.Dispose();
         await Host.DisposeAsync().ConfigureAwait(false);

@@ -153,6 +153,9 @@ public sealed record TunnelConfig
     /// </summary>
     public IReadOnlyList<System.Net.IPNetwork> DeniedTargets { get; init; } = Tunnel.TunnelOptions.DefaultDeniedTargets;
 
+    /// <summary>The resumable tunnel for proxied TCP between Weft nodes (Weft's <c>resume</c>).</summary>
+    public Resume.ResumeOptions Resume { get; init; } = new();
+
     public bool IsClientOnly => string.Equals(Mode, "ClientOnly", StringComparison.OrdinalIgnoreCase);
 }
 
