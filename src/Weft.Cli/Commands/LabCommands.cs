@@ -11,7 +11,8 @@ public static class LabCommands
         weft lab up [--nat]                    build the lab (namespaces with NAT when root, else loopback) and leave it running
         weft lab status [--json]               nodes, their paths, services
         weft lab exec NODE -- CMD...           run a command in a node's network
-        weft lab chaos ACTION TARGET           kill-relay|restore-relay relay1|relay2, partition|heal lan1|lan2
+        weft lab chaos ACTION TARGET           kill-relay|restore-relay relay1|relay2, kill-cloud|restore-cloud cloud-a|cloud-b,
+                                               partition|heal lan1|lan2
         weft lab down                          remove everything the lab made
         """;
 
@@ -60,6 +61,12 @@ public static class LabCommands
                     Console.WriteLine($"  {n["name"],-8} {n["lan"],-5} {(n["relay"]!.GetValue<bool>() ? "relay" : "node"),-6} {(n["error"] is JsonNode e ? "error: " + e : paths)}");
                 }
                 foreach (var s in status["services"]!.AsArray()) Console.WriteLine($"  service {s!["name"]} {s["url"]}");
+                if (status["cloud"] is JsonObject cloud)
+                {
+                    Console.WriteLine($"  cloud via lb {cloud["lb"]}");
+                    foreach (var r in cloud["replicas"]!.AsArray())
+                        Console.WriteLine($"    {r!["name"],-8} {r["router"]} {(r["error"] is JsonNode e ? "error: " + e : "owns " + r["owns"]?.ToJsonString())}");
+                }
                 return WeftCli.ExitOk;
             }
             case "exec":
@@ -70,7 +77,7 @@ public static class LabCommands
             }
             case "chaos":
             {
-                if (rest.Length != 2) throw new UsageException("usage: weft lab chaos kill-relay|restore-relay relay1|relay2, or partition|heal lan1|lan2");
+                if (rest.Length != 2) throw new UsageException("usage: weft lab chaos kill-relay|restore-relay relay1|relay2, kill-cloud|restore-cloud cloud-a|cloud-b, or partition|heal lan1|lan2");
                 await runner.ChaosAsync(rest[0], rest[1], ct).ConfigureAwait(false);
                 return WeftCli.ExitOk;
             }
