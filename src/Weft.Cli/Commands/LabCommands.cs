@@ -41,6 +41,7 @@ public static class LabCommands
                 Console.WriteLine("  weft lab exec lan1-a -- weft ping lan2-a --count 3");
                 Console.WriteLine("  weft lab exec lan1-a -- weft status");
                 Console.WriteLine("  weft lab chaos kill-relay relay1     (then ping again; restore-relay relay1 brings it back)");
+                Console.WriteLine("  weft lab exec relay1 -- curl -s http://10.250.0.30:9443/lan2-a/default/demo     (a cloud app's request, through lb and the replica that owns lan2-a)");
                 Console.WriteLine("  weft lab down");
                 return WeftCli.ExitOk;
             }
