@@ -29,6 +29,9 @@ public static class WeftCli
                                                      MULTIADDR may be a /p2p-circuit one; --wait-direct waits
                                                      for a hole punch and prints "path direct|relayed ..."
           weft p2p perf MULTIADDR [--upload BYTES] [--download BYTES] [--psk PATH] [--json]
+          weft p2p serve ... [--mdns] [--rendezvous NAME] [--dht client|server [--bootstrap MULTIADDR]...]
+                                                     finds peers by mDNS and the DHT; prints "discovered PEERID MULTIADDR"
+          weft p2p dht put KEY VALUE | get KEY | provide KEY | find-providers KEY | find-peer PEERID --bootstrap MULTIADDR...
 
         common options: --log-level trace|debug|information|warning|error (default warning; env WEFT_LOG)
         exit codes: 0 success, 1 operation failed, 2 bad usage or config
@@ -93,6 +96,7 @@ public static class WeftCli
             ("p2p", "serve") => P2PCommands.ServeAsync(rest, loggers, ct),
             ("p2p", "ping") => P2PCommands.PingAsync(rest, loggers, ct),
             ("p2p", "perf") => P2PCommands.PerfAsync(rest, loggers, ct),
+            ("p2p", "dht") => DhtCommands.RunAsync(rest, loggers, ct),
             _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'\n{Usage}"),
         };
     }

@@ -23,6 +23,9 @@ public sealed record RendezvousOptions
     /// <summary>How often providers are looked up, so that peers joining later are found (EdgeMesh's finderPeriod is 60 s; EdgeMesh itself looks only once).</summary>
     public TimeSpan FindInterval { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Gaps between the first lookups, before <see cref="FindInterval"/> applies (peers starting together find each other sooner).</summary>
+    public IReadOnlyList<TimeSpan> StartupFindGaps { get; init; } = [TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15)];
+
     /// <summary>After a failed provide, or while the DHT has no peers, the next try comes this soon.</summary>
     public TimeSpan RetryInterval { get; init; } = TimeSpan.FromSeconds(10);
 
@@ -115,13 +118,22 @@ public sealed class RendezvousService : IPeerDiscovery, IAsyncDisposable
     private async Task LoopAsync()
     {
         var ct = _stopping.Token;
+        var rounds = 0;
         while (!ct.IsCancellationRequested)
         {
             var wait = Options.FindInterval;
             try
             {
-                if (_dht.Table.Count == 0) wait = Options.RetryInterval;
-                else wait = await RunOnceAsync(ct).ConfigureAwait(false);
+                if (_dht.Table.Count == 0)
+                {
+                    wait = Options.RetryInterval;
+                }
+                else
+                {
+                    wait = await RunOnceAsync(ct).ConfigureAwait(false);
+                    if (rounds < Options.StartupFindGaps.Count && Options.StartupFindGaps[rounds] < wait) wait = Options.StartupFindGaps[rounds];
+                    rounds++;
+                }
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { return; }
             catch (Exception ex)

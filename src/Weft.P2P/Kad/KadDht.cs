@@ -113,10 +113,14 @@ public sealed partial class KadDht : IAsyncDisposable
 
     private void RegisterHandler() => _host.Handle(Options.Protocol, HandleStreamAsync, maxInboundPerConnection: Options.MaxInboundStreamsPerConnection);
 
-    /// <summary>Runs one bootstrap and refresh round now (the background loop also does, every <see cref="KadOptions.RefreshInterval"/>).</summary>
+    /// <summary>
+    /// Runs one bootstrap and refresh round now (the background loop started by <see cref="Start"/> does so every
+    /// <see cref="KadOptions.RefreshInterval"/>): connects the bootstrap peers, looks up our own ID, then a random
+    /// ID in each bucket in use.
+    /// </summary>
     public async Task BootstrapAsync(CancellationToken ct = default)
     {
-        await ConnectBootstrapPeersAsync(ct).ConfigureAwait(false);
+        await JoinAsync(ct).ConfigureAwait(false);
         if (Table.Count == 0) return;
         await GetClosestPeersAsync(_host.PeerId.Bytes.ToArray(), ct).ConfigureAwait(false);
         var deepest = Math.Min(Table.DeepestBucket, Options.MaxRefreshedBuckets - 1);
@@ -138,6 +142,16 @@ public sealed partial class KadDht : IAsyncDisposable
             System.Security.Cryptography.RandomNumberGenerator.Fill(key.AsSpan(2));
             if (Table.SelfId.CommonPrefixLength(KadId.FromKey(key)) == cpl) return key;
         }
+    }
+
+    /// <summary>
+    /// Connects the bootstrap peers and puts those that serve the DHT in the table; returns the table's size. Enough
+    /// for a one-shot client (no <see cref="Start"/>): its first lookup walks on from there.
+    /// </summary>
+    public async Task<int> JoinAsync(CancellationToken ct = default)
+    {
+        await ConnectBootstrapPeersAsync(ct).ConfigureAwait(false);
+        return Table.Count;
     }
 
     private async Task ConnectBootstrapPeersAsync(CancellationToken ct)
