@@ -458,7 +458,6 @@ public sealed class MdnsService : IPeerDiscovery, IAsyncDisposable
         if (_transport is not null) await _transport.DisposeAsync().ConfigureAwait(false);
         try { await Task.WhenAll(_loops).ConfigureAwait(false); } catch (Exception) { /* loops end on cancel */ }
         _burst?.Dispose();
-        _stopping.Dispose();
         _meter.Dispose();
     }
 }
