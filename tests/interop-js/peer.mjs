@@ -11,6 +11,7 @@
 //   node peer.mjs sink-bench [--bytes N] [--runs K] [--proto sink|perf-up|perf-down|echo] [--in-process]
 //   listen also takes: [--mdns [--mdns-service NAME] [--mdns-interval-ms N]]
 //                      [--dht server|client [--dht-protocol P] [--bootstrap ADDR[,ADDR...]]]
+//   node peer.mjs mdns-bench [--runs N] [--gap-ms G] [--host IP] [--mdns-service NAME]   (inside a netns only)
 //   node peer.mjs dht3 [--host IP] [--seed S] [--dht-protocol P] [--deadline-s N]    three js DHT servers in one process
 //   node peer.mjs dht put KEY VALUE | get KEY | provide KEY | find-providers KEY | find-peer PEERID
 //        --bootstrap ADDR[,ADDR...] [--dht-mode client|server] [--dht-protocol P] [--seed S]   one-shot DHT operation
@@ -160,7 +161,7 @@ function noiseFor (muxerInline) {
 async function makeNode ({
   listen, host = '127.0.0.1', port = 0, seed, pskFile, muxerInline = true, streamTimeoutMs,
   relayClient = false, relayServer, maxReservations = DEFAULT_MAX_RESERVATIONS, extraListen = [], announce = false,
-  mdnsInit, dhtInit
+  mdnsInit, dhtInit, autoStart = true
 }) {
   const privateKey = await privateKeyFor(seed)
   const init = {
@@ -224,7 +225,7 @@ async function makeNode ({
   watchIdentify(node)
   // PEER_ID comes first, before anything start() does (dialling a relay to reserve)
   if (announce) emit('PEER_ID', node.peerId.toString())
-  await node.start()
+  if (autoStart) await node.start()
   return node
 }
 
@@ -782,6 +783,28 @@ function recordKey (text) {
 
 const peerJson = (p) => ({ peerId: p.id.toString(), addrs: (p.multiaddrs ?? []).map(a => a.toString()) })
 
+// mdns-bench: time from starting a node with mDNS to its first peer:discovery
+// (a responder must already run on the LAN). Each run is a fresh node; runs are
+// --gap-ms apart. Prints RESULT {runs, msMedian, msMin, msMax, ms:[...]}.
+async function mdnsBenchMode (flags) {
+  const runs = intFlag(flags, 'runs', 10)
+  const gap = intFlag(flags, 'gap-ms', 1500)
+  const host = flags.host === undefined ? '127.0.0.1' : String(flags.host)
+  const ms = []
+  for (let i = 0; i < runs; i++) {
+    const node = await makeNode({ listen: true, host, mdnsInit: mdnsFlags({ ...flags, mdns: true }), autoStart: false })
+    const first = new Promise((resolve) => node.addEventListener('peer:discovery', resolve, { once: true }))
+    const t0 = now()
+    await node.start()
+    await Promise.race([first, new Promise((resolve, reject) => setTimeout(() => reject(new Error('no discovery within 30 s')), 30_000).unref())])
+    ms.push(round(now() - t0))
+    await stopNode(node)
+    await new Promise((resolve) => setTimeout(resolve, gap))
+  }
+  const sorted = [...ms].sort((a, b) => a - b)
+  emit('RESULT', { runs, msMedian: sorted[Math.floor((sorted.length - 1) / 2)], msMin: sorted[0], msMax: sorted[sorted.length - 1], ms })
+}
+
 // dht3: three js kad-dht servers in one process, connected to each other (and
 // to --bootstrap peers). Prints DHT_NODE <addr>/p2p/<id> for each, then READY.
 async function dht3Mode (flags) {
@@ -1085,8 +1108,11 @@ async function main () {
     case 'dht':
       await dhtOpMode(positional, flags)
       break
+    case 'mdns-bench':
+      await mdnsBenchMode(flags)
+      break
     default:
-      throw new Error('usage: peer.mjs listen|relay|dial|sink-bench|dht3|dht ... (see README.md)')
+      throw new Error('usage: peer.mjs listen|relay|dial|sink-bench|dht3|dht|mdns-bench ... (see README.md)')
   }
   process.exit(0)
 }

@@ -32,6 +32,15 @@ internal static partial class Log
     [LoggerMessage(4408, LogLevel.Debug, "mDNS: {Limit} reached ({Value}); {What} dropped")]
     public static partial void LimitReached(ILogger logger, string limit, int value, string what);
 
+    [LoggerMessage(4410, LogLevel.Debug, "mDNS: query from {Source} on interface {Interface}: answering in {DelayMs:0} ms")]
+    public static partial void Answering(ILogger logger, string source, int @interface, double delayMs);
+
+    [LoggerMessage(4411, LogLevel.Trace, "mDNS: sent {Kind} on {Interface}")]
+    public static partial void Sent(ILogger logger, string kind, string @interface);
+
+    [LoggerMessage(4412, LogLevel.Warning, "mDNS: handling a packet from {Source} failed: {Type}: {Error}")]
+    public static partial void HandlingFailed(ILogger logger, string source, string type, string error);
+
     [LoggerMessage(4409, LogLevel.Warning, "mDNS: a Discovered handler failed: {Error}")]
     public static partial void HandlerFailed(ILogger logger, string error);
 }

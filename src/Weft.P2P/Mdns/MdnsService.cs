@@ -219,7 +219,12 @@ public sealed class MdnsService : IPeerDiscovery, IAsyncDisposable
                 if (message.IsResponse) HandleResponse(message, dg);
                 else await HandleQueryAsync(message, dg, ct).ConfigureAwait(false);
             }
-            catch (OperationCanceledException) { return; }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested) { return; }
+            catch (Exception ex)
+            {
+                // One packet's trouble must not stop the service.
+                Log.HandlingFailed(_log, dg.Source.ToString(), ex.GetType().Name, ex.Message);
+            }
         }
     }
 
@@ -275,7 +280,7 @@ public sealed class MdnsService : IPeerDiscovery, IAsyncDisposable
         foreach (var t in targets)
         {
             if (wantMeta) await SendAsync(MdnsRecords.ServicesAnswer(Self.Service, ttl).ToArray(), t, "response", ct).ConfigureAwait(false);
-            if (wantSelf) ScheduleResponse(t);
+            if (wantSelf) ScheduleResponse(t, dg.Source);
         }
     }
 
@@ -313,7 +318,7 @@ public sealed class MdnsService : IPeerDiscovery, IAsyncDisposable
     }
 
     /// <summary>Answers on <paramref name="iface"/> now, or once <see cref="MdnsOptions.MinResponseInterval"/> has passed since the last answer there (queries in between share it).</summary>
-    private void ScheduleResponse(MdnsInterface iface)
+    private void ScheduleResponse(MdnsInterface iface, IPEndPoint asker)
     {
         TimeSpan wait;
         lock (_gate)
@@ -324,6 +329,7 @@ public sealed class MdnsService : IPeerDiscovery, IAsyncDisposable
             wait = since >= Options.MinResponseInterval ? TimeSpan.Zero : Options.MinResponseInterval - since;
             st.Pending = true;
         }
+        Log.Answering(_log, asker.ToString(), iface.Index, wait.TotalMilliseconds);
         _ = Task.Run(async () =>
         {
             try
@@ -360,6 +366,7 @@ public sealed class MdnsService : IPeerDiscovery, IAsyncDisposable
         {
             await _transport!.SendMulticastAsync(packet, iface, ct).ConfigureAwait(false);
             _sent.Add(1, new KeyValuePair<string, object?>("kind", kind));
+            Log.Sent(_log, kind, iface.Name);
         }
         catch (Exception ex) when (ex is System.Net.Sockets.SocketException or ObjectDisposedException)
         {
