@@ -102,14 +102,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$
   echo
   echo "## DHT: $NODES Weft nodes in one process, $LOOKUPS find-peer lookups"
   echo
-  echo "| setting | table (mean peers) | join (s) | hops p50 / max | find-peer p50 / p90 ms | peers asked p50 | find-providers p50 ms | request RTT p50 ms | find-peer / RTT |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| setting | table (mean peers) | join (s) | find-peer p50 / p90 ms (hops p50 / max) | closest-peers p50 / p90 ms (hops p50 / max) | find-providers p50 ms | request RTT p50 ms | find-peer / RTT |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   for v in default small; do
     label=$([ $v = default ] && echo "k=20, α=10" || echo "k=4, α=2")
-    echo "| $label | $(j dht-$v .tableMean) | $(j dht-$v .joinSeconds) | $(j dht-$v .p50Hops) / $(j dht-$v .maxHops) | $(j dht-$v .p50FindPeerMs) / $(j dht-$v .p90FindPeerMs) | $(j dht-$v .p50PeersAsked) | $(j dht-$v .p50FindProvidersMs) | $(j dht-$v .p50RequestRttMs) | $(j dht-$v .findPeerOverRequestRtt)× |"
+    echo "| $label | $(j dht-$v .tableMean) | $(j dht-$v .joinSeconds) | $(j dht-$v .p50FindPeerMs) / $(j dht-$v .p90FindPeerMs) ($(j dht-$v .p50Hops) / $(j dht-$v .maxHops)) | $(j dht-$v .p50ClosestMs) / $(j dht-$v .p90ClosestMs) ($(j dht-$v .p50ClosestHops) / $(j dht-$v .maxClosestHops)) | $(j dht-$v .p50FindProvidersMs) | $(j dht-$v .p50RequestRttMs) | $(j dht-$v .findPeerOverRequestRtt)× |"
   done
   echo
-  echo "Hops histograms: default $(j dht-default '.hopsHistogram|tostring'), small buckets $(j dht-small '.hopsHistogram|tostring');"
+  echo "Hops (find-peer; closest-peers; find-providers): default $(j dht-default '.hopsHistogram|tostring'); $(j dht-default '.closestHopsHistogram|tostring'); $(j dht-default '.providerHopsHistogram|tostring'),"
+  echo "small buckets $(j dht-small '.hopsHistogram|tostring'); $(j dht-small '.closestHopsHistogram|tostring'); $(j dht-small '.providerHopsHistogram|tostring');"
   echo "targets outside the asker's table: $(j dht-default .targetsOutsideAskerTable) and $(j dht-small .targetsOutsideAskerTable) of $LOOKUPS."
   echo
   if [ "$MDNS" = done ]; then

@@ -15,6 +15,12 @@ need_pkgs=()
 command -v node >/dev/null || need_pkgs+=(nodejs npm)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v iptables >/dev/null || need_pkgs+=(iptables)
+command -v ethtool >/dev/null || need_pkgs+=(ethtool)       # the lab's delay links turn offloads off
+command -v python3 >/dev/null || need_pkgs+=(python3)       # the lab's delay bridge and probes
+# cloud tests: the ownership directory, the edge broker and the load balancer in front of the replicas
+command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || need_pkgs+=(etcd-server)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing Debian packages: ${need_pkgs[*]}"

@@ -14,7 +14,8 @@ namespace Weft.Bench;
 /// <summary>
 /// `dht-lookup`: N Kademlia server nodes in this process, each on its own 127.0.0.x, all joined through the
 /// first; then find-peer lookups of random targets (first disconnected from the asker, so the answer comes from
-/// DHT requests) and provider lookups. Reports lookup time and hops, and as the same run's baseline the round trip
+/// DHT requests), closest-peer lookups of random keys, and provider lookups. Reports lookup time and hops, and as
+/// the same run's baseline the round trip
 /// of one request (libp2p ping) on the same loopback connections.
 /// </summary>
 public static class DhtLookupBench
@@ -77,6 +78,18 @@ public static class DhtLookupBench
                 pingMs.Add((await PingService.PingAsync(ping, asker.Time, ct).ConfigureAwait(false)).TotalMilliseconds);
             }
 
+            // Closest peers of random keys: the whole lookup, until the k closest seen have all answered.
+            var closestMs = new List<double>();
+            var closestHops = new List<double>();
+            for (var i = 0; i < lookups; i++)
+            {
+                var key = new byte[32];
+                rng.NextBytes(key);
+                var r = await dhts[rng.Next(n)].GetClosestPeersAsync(key, ct).ConfigureAwait(false);
+                closestMs.Add(r.Stats.Elapsed.TotalMilliseconds);
+                closestHops.Add(r.Stats.Hops);
+            }
+
             // Providers: 10 keys provided by random nodes, each looked up from 10 other random nodes.
             var providerMs = new List<double>();
             var providerHops = new List<double>();
@@ -106,12 +119,15 @@ public static class DhtLookupBench
                 ["joinSeconds"] = Stats.Round(joinSeconds, 2),
                 ["tableMean"] = Stats.Round(tables.Average(), 1),
                 ["hopsHistogram"] = hops.GroupBy(h => (int)h).OrderBy(g => g.Key).ToDictionary(g => g.Key.ToString(CultureInfo.InvariantCulture), g => g.Count()),
+                ["closestHopsHistogram"] = closestHops.GroupBy(h => (int)h).OrderBy(g => g.Key).ToDictionary(g => g.Key.ToString(CultureInfo.InvariantCulture), g => g.Count()),
                 ["providerHopsHistogram"] = providerHops.GroupBy(h => (int)h).OrderBy(g => g.Key).ToDictionary(g => g.Key.ToString(CultureInfo.InvariantCulture), g => g.Count()),
             };
             Stats.AddPercentiles(res, findMs, "FindPeerMs");
             Stats.AddPercentiles(res, hops, "Hops", 2);
             Stats.AddPercentiles(res, asked, "PeersAsked", 1);
             Stats.AddPercentiles(res, providerMs, "FindProvidersMs");
+            Stats.AddPercentiles(res, closestMs, "ClosestMs");
+            Stats.AddPercentiles(res, closestHops, "ClosestHops", 2);
             Stats.AddPercentiles(res, pingMs, "RequestRttMs");
             res["findPeerOverRequestRtt"] = Stats.Round(Stats.Percentile(findMs, 50) / Stats.Percentile(pingMs, 50), 1);
             return res;

@@ -32,6 +32,16 @@ public static class WeftCli
           weft p2p serve ... [--mdns] [--rendezvous NAME] [--dht client|server [--bootstrap MULTIADDR]...]
                                                      finds peers by mDNS and the DHT; prints "discovered PEERID MULTIADDR"
           weft p2p dht put KEY VALUE | get KEY | provide KEY | find-providers KEY | find-peer PEERID --bootstrap MULTIADDR...
+          weft agent --config PATH                   the edge agent (an edgemesh-agent.yaml; see docs/agent-config.md)
+          weft status [--json] [--admin URL | --config PATH]
+                                                     the running agent's relays, peers and paths
+          weft ping NODE_NAME [--count N] [--interval MS] [--timeout MS] [--json] [--admin URL | --config PATH]
+                                                     tunnel round trips to a node, each on a new stream, with its path
+          weft lab up [--nat] | status [--json] | exec NODE -- CMD... | chaos ACTION TARGET | down
+                                                     the local lab: 2 relays, 2 LANs of 2 nodes, the demo service
+          weft cloud --config PATH                   one cloud replica: edge hub (WebSocket) and REST router;
+                                                     prints "ready NAME ..." once both listen
+          weft cloud token --config PATH NODE_NAME   print the hub token of a node
 
         common options: --log-level trace|debug|information|warning|error (default warning; env WEFT_LOG)
         exit codes: 0 success, 1 operation failed, 2 bad usage or config
@@ -86,6 +96,13 @@ public static class WeftCli
             Console.WriteLine("weft " + typeof(WeftCli).Assembly.GetName().Version?.ToString(3));
             return Task.FromResult(ExitOk);
         }
+        switch (args[0])
+        {
+            case "agent": return AgentCommands.AgentAsync(args[1..], loggers, ct);
+            case "status": return AgentCommands.StatusAsync(args[1..], ct);
+            case "ping": return AgentCommands.PingAsync(args[1..], ct);
+            case "lab": return LabCommands.RunAsync(args[1..], ct);
+        }
         var sub = args.Length > 1 ? args[1] : "";
         var rest = args.Skip(2).ToArray();
         return (args[0], sub) switch
@@ -97,6 +114,7 @@ public static class WeftCli
             ("p2p", "ping") => P2PCommands.PingAsync(rest, loggers, ct),
             ("p2p", "perf") => P2PCommands.PerfAsync(rest, loggers, ct),
             ("p2p", "dht") => DhtCommands.RunAsync(rest, loggers, ct),
+            ("cloud", _) => CloudCommands.DispatchAsync(args[1..], loggers, ct),
             _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'\n{Usage}"),
         };
     }

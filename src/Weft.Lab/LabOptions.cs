@@ -20,6 +20,18 @@ public sealed record LabOptions
     /// <summary>NAT behaviour of router2 (LAN2, 192.168.2.0/24).</summary>
     public NatMode Lan2Nat { get; init; } = NatMode.PortRestrictedCone;
 
+    /// <summary>
+    /// Extra public-segment nodes to build, from <see cref="NatLab.OptionalPublicNodes"/>: relay2 (10.250.0.2), lb
+    /// (10.250.0.30), cloud-a (10.250.0.31), cloud-b (10.250.0.32).
+    /// </summary>
+    public IReadOnlyList<string> ExtraPublicNodes { get; init; } = [];
+
+    /// <summary>
+    /// Public nodes (relay/relay1 and any of <see cref="ExtraPublicNodes"/>) whose link to the public bridge passes a
+    /// userspace delay bridge (see <see cref="NatLab.SetDelayAsync"/>); needs python3 and ethtool.
+    /// </summary>
+    public IReadOnlyList<string> DelayLinks { get; init; } = [];
+
     /// <summary>Timeout of each single setup/teardown command.</summary>
     public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(10);
 

@@ -7,8 +7,12 @@ namespace Weft.Lab;
 /// <summary>
 /// A NAT lab in Linux network namespaces (needs root, <c>ip</c>, <c>iptables</c>, <c>sysctl</c>).
 /// <code>
-/// relay   10.250.0.1   ┐
-/// router1 10.250.0.11  ├─ bridge in "&lt;p&gt;pub" (10.250.0.254), the public segment; no forwarding there
+/// relay   10.250.0.1   ┐  (also "relay1"; public nodes named in LabOptions.DelayLinks reach the bridge through a delay)
+/// relay2  10.250.0.2   │  (optional public nodes, LabOptions.ExtraPublicNodes: relay2, lb, cloud-a, cloud-b)
+/// lb      10.250.0.30  │
+/// cloud-a 10.250.0.31  ├─ bridge in "&lt;p&gt;pub" (10.250.0.254), the public segment; no forwarding there
+/// cloud-b 10.250.0.32  │
+/// router1 10.250.0.11  │
 /// router2 10.250.0.12  ┘
 /// router1: LAN bridge 192.168.1.1/24 ─ lan1-a 192.168.1.11, lan1-b 192.168.1.12
 /// router2: LAN bridge 192.168.2.1/24 ─ lan2-a 192.168.2.21, lan2-b 192.168.2.22
@@ -18,8 +22,11 @@ namespace Weft.Lab;
 /// </summary>
 public sealed class NatLab : IAsyncDisposable
 {
-    /// <summary>Node names accepted by <see cref="Namespace"/>, <see cref="Address"/>, <see cref="ExecAsync"/> and <see cref="Start"/>.</summary>
+    /// <summary>Node names every lab has (see <see cref="Namespace"/>, <see cref="Address"/>, <see cref="ExecAsync"/> and <see cref="Start"/>).</summary>
     public static readonly IReadOnlyList<string> Nodes = ["public", "relay", "router1", "router2", "lan1-a", "lan1-b", "lan2-a", "lan2-b"];
+
+    /// <summary>Public nodes built only when named in <see cref="LabOptions.ExtraPublicNodes"/>.</summary>
+    public static readonly IReadOnlyList<string> OptionalPublicNodes = ["relay2", "lb", "cloud-a", "cloud-b"];
 
     /// <summary>The LAN hosts.</summary>
     public static readonly IReadOnlyList<string> LanHosts = ["lan1-a", "lan1-b", "lan2-a", "lan2-b"];
@@ -30,6 +37,11 @@ public sealed class NatLab : IAsyncDisposable
     {
         ["public"] = ("pub", "10.250.0.254"),
         ["relay"] = ("rel", "10.250.0.1"),
+        ["relay1"] = ("rel", "10.250.0.1"),
+        ["relay2"] = ("rl2", "10.250.0.2"),
+        ["lb"] = ("lb", "10.250.0.30"),
+        ["cloud-a"] = ("ca", "10.250.0.31"),
+        ["cloud-b"] = ("cb", "10.250.0.32"),
         ["router1"] = ("r1", "10.250.0.11"),
         ["router2"] = ("r2", "10.250.0.12"),
         ["lan1-a"] = ("h11", "192.168.1.11"),
@@ -45,6 +57,7 @@ public sealed class NatLab : IAsyncDisposable
     private readonly TimeSpan commandTimeout;
     private readonly List<string> createdNamespaces = [];
     private readonly List<Process> started = [];
+    private readonly Dictionary<string, string> delayFiles = new(StringComparer.Ordinal);
     private readonly Lock gate = new();
     private int disposed;
 
@@ -68,6 +81,14 @@ public sealed class NatLab : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         LabOptions.ValidatePrefix(options.Prefix);
+        foreach (string extra in options.ExtraPublicNodes)
+        {
+            if (!OptionalPublicNodes.Contains(extra) || options.ExtraPublicNodes.Count(x => x == extra) > 1)
+            {
+                throw new ArgumentException($"ExtraPublicNodes: '{extra}' is unknown or repeated; choose from {string.Join(", ", OptionalPublicNodes)}", nameof(options));
+            }
+        }
+
         string ipPath = Shell.Find("ip") ?? throw new InvalidOperationException("the 'ip' command (iproute2) was not found");
         var lab = new NatLab(options, ipPath);
         try
@@ -183,6 +204,20 @@ public sealed class NatLab : IAsyncDisposable
         return code == 0;
     }
 
+    /// <summary>
+    /// Hands the namespaces over to the caller (<c>weft lab up</c> leaves them running): disposing no longer deletes
+    /// them; <see cref="RemoveStale"/> with <see cref="Prefix"/> does. Processes started with <see cref="Start"/> are
+    /// still killed on dispose.
+    /// </summary>
+    public void Detach()
+    {
+        lock (gate)
+        {
+            createdNamespaces.Clear();
+            delayFiles.Clear();
+        }
+    }
+
     /// <summary>Locates an executable on PATH or in the usual system directories (e.g. "python3"), or null.</summary>
     public static string? FindExecutable(string name) => Shell.Find(name);
 
@@ -202,6 +237,13 @@ public sealed class NatLab : IAsyncDisposable
             started.Clear();
             namespaces = [.. createdNamespaces];
             createdNamespaces.Clear();
+            foreach (string file in delayFiles.Values)
+            {
+                File.Delete(file);
+                File.Delete(file + ".tmp");
+            }
+
+            delayFiles.Clear();
         }
 
         foreach (Process p in procs)
@@ -332,12 +374,14 @@ public sealed class NatLab : IAsyncDisposable
         return (true, "ok");
     }
 
-    private static (string Suffix, string Address) Lookup(string node)
+    private (string Suffix, string Address) Lookup(string node)
     {
         ArgumentNullException.ThrowIfNull(node);
+        if (OptionalPublicNodes.Contains(node) && !Options.ExtraPublicNodes.Contains(node))
+            throw new ArgumentException($"lab node '{node}' was not built; name it in LabOptions.ExtraPublicNodes", nameof(node));
         return NodeTable.TryGetValue(node, out var entry)
             ? entry
-            : throw new ArgumentException($"unknown lab node '{node}'; known: {string.Join(", ", Nodes)}", nameof(node));
+            : throw new ArgumentException($"unknown lab node '{node}'; known: {string.Join(", ", Nodes.Concat(Options.ExtraPublicNodes))}", nameof(node));
     }
 
     private static List<string> NetnsExec(string ns, string[] argv)
@@ -423,7 +467,7 @@ public sealed class NatLab : IAsyncDisposable
         string pubBridge = p + "b";
         string eth = p + "e";
 
-        foreach (string node in (string[])["public", "relay", "router1", "router2", "lan1-a", "lan1-b", "lan2-a", "lan2-b"])
+        foreach (string node in ((string[])["public", "relay", "router1", "router2", "lan1-a", "lan1-b", "lan2-a", "lan2-b"]).Concat(Options.ExtraPublicNodes))
         {
             await AddNamespaceAsync(Namespace(node), ct).ConfigureAwait(false);
         }
@@ -432,10 +476,26 @@ public sealed class NatLab : IAsyncDisposable
         await BridgeAsync(pub, pubBridge, "10.250.0.254/24", ct).ConfigureAwait(false);
         await BridgeNetfilterOffAsync(pub, ct).ConfigureAwait(false);
 
-        // Relay on the public segment.
-        await VethAsync(rel, eth, pub, p + "rp", ct).ConfigureAwait(false);
-        await EnslaveAsync(pub, p + "rp", pubBridge, ct).ConfigureAwait(false);
-        await AddressAsync(rel, eth, "10.250.0.1/24", ct).ConfigureAwait(false);
+        // The relay and the other public nodes, each on the public bridge with its own address, directly or through a
+        // delay bridge.
+        string[] publicNodes = ["relay", .. Options.ExtraPublicNodes];
+        for (int i = 0; i < publicNodes.Length; i++)
+        {
+            string node = publicNodes[i];
+            string ns = Namespace(node);
+            string port = i == 0 ? p + "rp" : p + "x" + i.ToString(CultureInfo.InvariantCulture);
+            if (Options.DelayLinks.Contains(node) || (node == "relay" && Options.DelayLinks.Contains("relay1")))
+            {
+                await BuildDelayLinkAsync(node, ns, eth, port, i, ct).ConfigureAwait(false);
+            }
+            else
+            {
+                await VethAsync(ns, eth, pub, port, ct).ConfigureAwait(false);
+                await EnslaveAsync(pub, port, pubBridge, ct).ConfigureAwait(false);
+            }
+
+            await AddressAsync(ns, eth, Lookup(node).Address + "/24", ct).ConfigureAwait(false);
+        }
 
         await BuildRouterAsync(1, Options.Lan1Nat, ct).ConfigureAwait(false);
         await BuildRouterAsync(2, Options.Lan2Nat, ct).ConfigureAwait(false);
@@ -515,6 +575,85 @@ public sealed class NatLab : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// node ⟷ "&lt;p&gt;d&lt;i&gt;" ⟷ public bridge: two veths in a namespace of their own, joined by a userspace L2 bridge
+    /// (python3, AF_PACKET) that holds every frame for the delay in the node's control file (0 at first). The node
+    /// keeps its address and sees the real peers; offloads are off so every frame fits the MTU.
+    /// </summary>
+    private async Task BuildDelayLinkAsync(string node, string ns, string eth, string port, int index, CancellationToken ct)
+    {
+        string p = Prefix;
+        string n = index.ToString(CultureInfo.InvariantCulture);
+        string dl = p + "d" + n;
+        string da = p + "da" + n, db = p + "db" + n;
+        await AddNamespaceAsync(dl, ct).ConfigureAwait(false);
+        await VethAsync(ns, eth, dl, da, ct).ConfigureAwait(false);
+        await VethAsync(dl, db, p + "pub", port, ct).ConfigureAwait(false);
+        await EnslaveAsync(p + "pub", port, p + "b", ct).ConfigureAwait(false);
+        await Ip(ct, "-n", dl, "link", "set", da, "up").ConfigureAwait(false);
+        await Ip(ct, "-n", dl, "link", "set", db, "up").ConfigureAwait(false);
+        string ethtool = Shell.Find("ethtool") ?? throw new InvalidOperationException("'ethtool' is not installed (apt-get install ethtool): the delay link needs offloads off");
+        foreach (var (space, dev) in new[] { (ns, eth), (dl, da), (dl, db), (p + "pub", port) })
+        {
+            await InNs(space, ct, ethtool, "-K", dev, "tso", "off", "gso", "off", "gro", "off", "tx", "off").ConfigureAwait(false);
+        }
+
+        string control = Path.Combine(Path.GetTempPath(), $"weft-lab-{p}-delay-{n}");
+        await File.WriteAllTextAsync(control, "0", ct).ConfigureAwait(false);
+        lock (gate)
+        {
+            delayFiles[node == "relay1" ? "relay" : node] = control;
+        }
+
+        string python = Shell.Find("python3") ?? throw new InvalidOperationException("'python3' is not installed: the delay link needs it");
+        var bridge = new Process { StartInfo = Shell.StartInfo(ip, NetnsExec(dl, [python, "-u", "-c", DelayBridge, da, db, control])) };
+        lock (gate)
+        {
+            bridge.Start();
+            started.Add(bridge);
+        }
+
+        _ = bridge.StandardError.ReadToEndAsync(CancellationToken.None);
+        string? line = await bridge.StandardOutput.ReadLineAsync(ct).AsTask().WaitAsync(commandTimeout, ct).ConfigureAwait(false);
+        if (line != "ready")
+        {
+            throw new LabCommandException("python3 delay bridge", bridge.HasExited ? bridge.ExitCode : -1, "", $"the delay bridge did not start (it said '{line}')");
+        }
+    }
+
+    /// <summary>
+    /// Sets the delay the bridge in front of <paramref name="node"/> adds in each direction (so its RTTs grow by twice
+    /// this); the bridge picks it up within 100 ms. The node must be in <see cref="LabOptions.DelayLinks"/>.
+    /// </summary>
+    public async Task SetDelayAsync(string node, TimeSpan oneWay, CancellationToken ct = default)
+    {
+        string? file;
+        lock (gate)
+        {
+            file = delayFiles.GetValueOrDefault(node == "relay1" ? "relay" : node);
+        }
+
+        if (file is null) throw new InvalidOperationException($"{node} has no delay link: name it in LabOptions.DelayLinks");
+        string tmp = file + ".tmp";
+        await File.WriteAllTextAsync(tmp, oneWay.TotalMilliseconds.ToString("0.###", CultureInfo.InvariantCulture), ct).ConfigureAwait(false);
+        File.Move(tmp, file, overwrite: true);
+    }
+
+    /// <summary>Takes a node's link down (its traffic vanishes silently, as when a host dies) or brings it back.</summary>
+    public Task SetLinkAsync(string node, bool up, CancellationToken ct = default)
+    {
+        ThrowIfDisposed();
+        return Ip(ct, "-n", Namespace(node), "link", "set", Prefix + "e", up ? "up" : "down");
+    }
+
+    /// <summary>Cuts a LAN (1 or 2) off the public segment at its router (nothing passes, nothing is answered), or heals it.</summary>
+    public Task SetLanConnectedAsync(int lan, bool connected, CancellationToken ct = default)
+    {
+        ThrowIfDisposed();
+        if (lan is not (1 or 2)) throw new ArgumentOutOfRangeException(nameof(lan), lan, "LAN 1 or 2");
+        return Ip(ct, "-n", Namespace("router" + lan.ToString(CultureInfo.InvariantCulture)), "link", "set", Prefix + "w", connected ? "up" : "down");
+    }
+
     private static async Task DeleteNamespaceAsync(string ipPath, string ns)
     {
         // A namespace lives on while a process runs in it: kill whatever still does (only pids inside this namespace).
@@ -576,6 +715,51 @@ public sealed class NatLab : IAsyncDisposable
 
         return removed;
     }
+
+    // A userspace L2 bridge between two interfaces that delays every frame; argv: if_a, if_b, control file (ms).
+    private const string DelayBridge = """
+import heapq, os, select, socket, sys, time
+a, b, ctl = sys.argv[1], sys.argv[2], sys.argv[3]
+def open_if(name):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind((name, 0))
+    s.setblocking(False)
+    return s
+sa, sb = open_if(a), open_if(b)
+other = {sa: sb, sb: sa}
+queue, seq, delay, checked = [], 0, 0.0, 0.0
+print('ready', flush=True)
+while True:
+    now = time.monotonic()
+    if now - checked > 0.1:
+        checked = now
+        try:
+            with open(ctl) as f: delay = float(f.read().strip() or 0) / 1000.0
+        except (OSError, ValueError):
+            pass
+    timeout = 0.1 if not queue else max(0.0, min(0.1, queue[0][0] - now))
+    ready, _, _ = select.select([sa, sb], [], [], timeout)
+    for s in ready:
+        while True:
+            try:
+                frame, addr = s.recvfrom(65536)
+            except BlockingIOError:
+                break
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue
+            if delay <= 0 and not queue:
+                try: other[s].send(frame)
+                except OSError: pass
+            else:
+                seq += 1
+                heapq.heappush(queue, (time.monotonic() + delay, seq, other[s], frame))
+    now = time.monotonic()
+    while queue and queue[0][0] <= now:
+        _, _, out, frame = heapq.heappop(queue)
+        try: out.send(frame)
+        except OSError: pass
+""";
 
     // Raw-socket ICMP echo (root), used when iputils ping is not installed. argv: target, seconds.
     private const string PythonPing = """

@@ -74,6 +74,12 @@ public sealed class LabWeft : IAsyncDisposable
         try { _p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
     }
 
+    /// <summary>SIGKILL to the process itself (no walk of its children first), for tests that time what follows.</summary>
+    public void KillNow()
+    {
+        try { _p.Kill(entireProcessTree: false); } catch (InvalidOperationException) { }
+    }
+
     public async ValueTask DisposeAsync()
     {
         Kill();

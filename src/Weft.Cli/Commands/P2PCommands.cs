@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Weft.Mesh.Identity;
 using Weft.P2P.AutoNat;
 using Weft.P2P.Dcutr;
 using Weft.P2P.Discovery;
@@ -246,21 +247,6 @@ public static class P2PCommands
     private static string DescribePunch(DcutrResult r) => r.Succeeded
         ? string.Create(CultureInfo.InvariantCulture, $"direct {r.Peer} {r.Direct!.RemoteAddress} after {r.Elapsed.TotalMilliseconds:0.0} ms, {r.Attempts} attempt(s), relayed rtt {r.Rtt.TotalMilliseconds:0.000} ms")
         : $"relayed {r.Peer}: no direct connection after {r.Attempts} attempt(s): {r.Error}";
-
-    /// <summary>Whole lines to stdout, flushed at once, from any thread.</summary>
-    private sealed class LineWriter
-    {
-        private readonly Lock _gate = new();
-
-        public void Write(string line)
-        {
-            lock (_gate)
-            {
-                Console.Out.WriteLine(line);
-                Console.Out.Flush();
-            }
-        }
-    }
 
     private static bool TryParseAddr(string s, string what, List<string> problems, out Multiaddr addr)
     {

@@ -65,6 +65,18 @@ public sealed class Connection : IAsyncDisposable
 
     internal void SetIdentified(IdentifyMessage? msg) => _identified.TrySetResult(msg);
 
+    /// <summary>Round trip of a yamux ping on this connection: answered by the peer's muxer, no stream needed.</summary>
+    public ValueTask<TimeSpan> PingAsync(CancellationToken ct) => Session.PingAsync(ct);
+
+    /// <summary>When bytes last arrived on this connection (a <see cref="TimeProvider.GetTimestamp"/> value of the host's clock; 0 before any).</summary>
+    public long LastReceivedTimestamp => Session.LastReceived;
+
+    /// <summary>Streams open on this connection now.</summary>
+    public int ActiveStreams => Session.ActiveStreams;
+
+    /// <summary>The relay a relayed connection goes through (from its <c>/p2p/RELAY/p2p-circuit</c> address); null when direct.</summary>
+    public PeerId? Relay => IsRelayed ? RemoteAddress.Decapsulate(MultiaddrProtocol.P2PCircuit)?.PeerId : null;
+
     /// <summary>Opens a stream and negotiates one of <paramref name="protocols"/> (first supported wins).</summary>
     public async Task<(YamuxStream Stream, string Protocol)> OpenStreamAsync(IReadOnlyList<string> protocols, CancellationToken ct)
     {

@@ -652,8 +652,7 @@ public sealed class Libp2pHost : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (!addr.TryGetTcpEndPoint(out var ep) || ep is null) throw new NotSupportedException($"not a TCP address: {addr}");
-        var l = _listeners.Select(x => x.EndPoint).FirstOrDefault(x => x.AddressFamily == ep.AddressFamily)
-            ?? throw new InvalidOperationException($"no {ep.AddressFamily} listener to dial from");
+        var l = ListenerFor(ep) ?? throw new InvalidOperationException($"no {ep.AddressFamily} listener to dial {ep} from");
         if (!Options.ReusePort) throw new InvalidOperationException("dialling from the listen port needs HostOptions.ReusePort");
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct, _stopping.Token);
         return await _tcp.DialAsync(addr.WithoutPeerId(), new IPEndPoint(l.Address, l.Port), cts.Token).ConfigureAwait(false);
@@ -661,9 +660,11 @@ public sealed class Libp2pHost : IAsyncDisposable
 
     /// <summary>
     /// A connection to <paramref name="peer"/>: the existing one, a dial already under way, or a new
-    /// dial of all its addresses at once (first to finish wins).
+    /// dial of all its addresses at once (first to finish wins). <paramref name="delay"/>, when given, says how
+    /// long each address waits before it is dialled (a dial plan); by default relayed addresses wait
+    /// <see cref="HostTimeouts.RelayDialDelay"/> when there are direct ones.
     /// </summary>
-    public async Task<Connection> DialPeerAsync(PeerId peer, IReadOnlyList<Multiaddr> addrs, CancellationToken ct = default)
+    public async Task<Connection> DialPeerAsync(PeerId peer, IReadOnlyList<Multiaddr> addrs, CancellationToken ct = default, Func<Multiaddr, TimeSpan>? delay = null)
     {
         if (peer == PeerId) throw new ArgumentException("cannot dial ourselves", nameof(peer));
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -675,7 +676,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         {
             _ = Task.Run(async () =>
             {
-                try { tcs.TrySetResult(await DialManyAsync(peer, known).ConfigureAwait(false)); }
+                try { tcs.TrySetResult(await DialManyAsync(peer, known, delay).ConfigureAwait(false)); }
                 catch (Exception ex) { tcs.TrySetException(ex); }
                 finally { _pendingDials.TryRemove(new KeyValuePair<PeerId, Task<Connection>>(peer, tcs.Task)); }
             });
@@ -683,7 +684,7 @@ public sealed class Libp2pHost : IAsyncDisposable
         return await pending.WaitAsync(ct).ConfigureAwait(false);
     }
 
-    private async Task<Connection> DialManyAsync(PeerId peer, IReadOnlyList<Multiaddr> addrs)
+    private async Task<Connection> DialManyAsync(PeerId peer, IReadOnlyList<Multiaddr> addrs, Func<Multiaddr, TimeSpan>? delay)
     {
         var started = Time.GetTimestamp();
         var circuitDialer = CircuitDialer;
@@ -700,10 +701,12 @@ public sealed class Libp2pHost : IAsyncDisposable
         var tasks = candidates.Select(async a =>
         {
             var full = a.Encapsulate("/p2p/" + peer);
+            var wait = delay?.Invoke(full) ?? TimeSpan.Zero;
+            if (wait > TimeSpan.Zero) await Task.Delay(wait, Time, cancelRest.Token).ConfigureAwait(false);
             if (a.IsCircuit)
             {
                 // Direct addresses get a head start; a relay is the fallback (and costs the relay bandwidth).
-                if (anyDirect) await Task.Delay(Options.Timeouts.RelayDialDelay, Time, cancelRest.Token).ConfigureAwait(false);
+                if (anyDirect && delay is null) await Task.Delay(Options.Timeouts.RelayDialDelay, Time, cancelRest.Token).ConfigureAwait(false);
                 using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancelRest.Token);
                 cts.CancelAfter(Options.Timeouts.Dial);
                 return await circuitDialer!(full, cts.Token).ConfigureAwait(false);
@@ -749,7 +752,16 @@ public sealed class Libp2pHost : IAsyncDisposable
         try
         {
             var bind = Options.ReusePort ? PickLocalBind(addr) : null;
-            raw = await _tcp.DialAsync(addr.WithoutPeerId(), bind, cts.Token).ConfigureAwait(false);
+            try
+            {
+                raw = await _tcp.DialAsync(addr.WithoutPeerId(), bind, cts.Token).ConfigureAwait(false);
+            }
+            catch (SocketException ex) when (bind is not null && ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.AddressAlreadyInUse)
+            {
+                // An old connection from our listen port to this address still holds the 4-tuple (a peer that vanished
+                // leaves ours closing for minutes): dial from an ephemeral port instead.
+                raw = await _tcp.DialAsync(addr.WithoutPeerId(), null, cts.Token).ConfigureAwait(false);
+            }
             var conn = await UpgradeCoreAsync(raw, Direction.Outbound, expected, cts.Token).ConfigureAwait(false);
             if (!TryAdd(conn, out var why))
             {
@@ -778,8 +790,29 @@ public sealed class Libp2pHost : IAsyncDisposable
     {
         if (!target.TryGetTcpEndPoint(out var ep) || ep is null) return null;
         if (IPAddress.IsLoopback(ep.Address)) return null;
-        var l = _listeners.Select(x => x.EndPoint).FirstOrDefault(x => x.AddressFamily == ep.AddressFamily);
+        var l = ListenerFor(ep);
         return l is null ? null : new IPEndPoint(l.Address, l.Port);
+    }
+
+    /// <summary>
+    /// The listen endpoint to dial <paramref name="target"/> from: same family, never a loopback one for a remote
+    /// target (the kernel cannot send from 127.0.0.1 to another host), preferring one in the target's /24 (or /64).
+    /// </summary>
+    private IPEndPoint? ListenerFor(IPEndPoint target)
+    {
+        var remote = !IPAddress.IsLoopback(target.Address);
+        var usable = _listeners.Select(x => x.EndPoint)
+            .Where(x => x.AddressFamily == target.AddressFamily && !(remote && IPAddress.IsLoopback(x.Address)))
+            .ToList();
+        static bool SameNet(IPAddress a, IPAddress b)
+        {
+            var x = a.GetAddressBytes();
+            var y = b.GetAddressBytes();
+            var n = x.Length == 4 ? 3 : 8;
+            return x.AsSpan(0, n).SequenceEqual(y.AsSpan(0, n));
+        }
+        return usable.FirstOrDefault(x => !x.Address.Equals(IPAddress.Any) && !x.Address.Equals(IPAddress.IPv6Any) && SameNet(x.Address, target.Address))
+            ?? usable.FirstOrDefault();
     }
 
     /// <summary>Opens a stream to a peer (dialling if needed) for one of the protocols.</summary>

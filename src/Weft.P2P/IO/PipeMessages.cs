@@ -35,11 +35,12 @@ public static class PipeMessages
                 reader.AdvanceTo(buffer.Start);
                 return value;
             }
+            var pending = result.Buffer.Length; // read before AdvanceTo: the buffer's segments are not ours after it
             reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
             if (result.IsCompleted)
-                throw new EndOfStreamException(result.Buffer.IsEmpty
+                throw new EndOfStreamException(pending == 0
                     ? "the peer closed the stream"
-                    : $"the peer closed the stream in the middle of a message ({result.Buffer.Length} bytes pending)");
+                    : $"the peer closed the stream in the middle of a message ({pending} bytes pending)");
             if (result.IsCanceled) throw new OperationCanceledException("read canceled");
         }
     }

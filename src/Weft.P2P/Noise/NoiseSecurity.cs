@@ -156,13 +156,15 @@ public static class NoiseSecurity
             var buffer = result.Buffer;
             if (NoiseFrame.TryRead(ref buffer, out var message))
             {
-                var bytes = ArrayPool<byte>.Shared.Rent((int)message.Length);
+                // The message is copied and measured before AdvanceTo: after it the segments belong to the pipe again.
+                var length = (int)message.Length;
+                var bytes = ArrayPool<byte>.Shared.Rent(length);
                 try
                 {
                     message.CopyTo(bytes);
                     input.AdvanceTo(buffer.Start);
-                    var payload = new byte[message.Length];
-                    var n = hs.ReadMessage(bytes.AsSpan(0, (int)message.Length), payload);
+                    var payload = new byte[length];
+                    var n = hs.ReadMessage(bytes.AsSpan(0, length), payload);
                     return payload.AsSpan(0, n).ToArray();
                 }
                 finally
@@ -170,12 +172,13 @@ public static class NoiseSecurity
                     ArrayPool<byte>.Shared.Return(bytes);
                 }
             }
+            var pending = buffer.Length;
             input.AdvanceTo(buffer.Start, buffer.End);
             if (result.IsCompleted)
             {
-                throw new ProtocolViolationException("noise", buffer.IsEmpty
+                throw new ProtocolViolationException("noise", pending == 0
                     ? $"the peer closed the connection during the handshake (before message {number})"
-                    : $"the peer closed the connection in the middle of handshake message {number} ({buffer.Length} bytes received)");
+                    : $"the peer closed the connection in the middle of handshake message {number} ({pending} bytes received)");
             }
             if (result.IsCanceled) throw new OperationCanceledException("handshake read canceled");
         }

@@ -131,8 +131,8 @@ public sealed class SecureConnection : IDuplexPipe, IAsyncDisposable
                     batch += n;
                 }
                 // Leftover plaintext (batch limit): mark it unexamined so the next read returns at once.
-                plain.AdvanceTo(buffer.Start);
                 var done = result.IsCompleted && buffer.IsEmpty;
+                plain.AdvanceTo(buffer.Start);
                 // While disposing, encrypt what is left without waiting for the peer; Complete commits it.
                 if (batch > 0 && !_disposing)
                 {
@@ -208,6 +208,7 @@ public sealed class SecureConnection : IDuplexPipe, IAsyncDisposable
             while (true)
             {
                 var result = await transport.ReadAsync().ConfigureAwait(false);
+                long leftover = 0; // bytes not consumed, measured before AdvanceTo hands the segments back
                 if (Volatile.Read(ref _abortError) is { } abort)
                 {
                     transport.AdvanceTo(result.Buffer.Start);
@@ -262,6 +263,7 @@ public sealed class SecureConnection : IDuplexPipe, IAsyncDisposable
                 finally
                 {
                     // Complete frames left over (batch limit): examine only what was consumed so the next read returns at once.
+                    leftover = buffer.Length;
                     if (more) transport.AdvanceTo(buffer.Start);
                     else transport.AdvanceTo(buffer.Start, buffer.End);
                 }
@@ -273,9 +275,9 @@ public sealed class SecureConnection : IDuplexPipe, IAsyncDisposable
                 }
                 if (result.IsCompleted && !more)
                 {
-                    if (!buffer.IsEmpty || _partial is not null)
+                    if (leftover > 0 || _partial is not null)
                     {
-                        var received = buffer.Length + (_partial is null ? 0 : NoiseFrame.HeaderLength + _partialFilled);
+                        var received = leftover + (_partial is null ? 0 : NoiseFrame.HeaderLength + _partialFilled);
                         throw new ProtocolViolationException("noise", $"the peer closed the connection in the middle of a transport message ({received} bytes received)");
                     }
                     break;

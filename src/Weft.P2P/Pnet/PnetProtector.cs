@@ -59,11 +59,12 @@ public static class PnetProtector
                 input.AdvanceTo(buffer.GetPosition(NonceLength));
                 return;
             }
+            var got = buffer.Length;
             input.AdvanceTo(buffer.Start, buffer.End);
             if (result.IsCompleted)
             {
                 throw new ProtocolViolationException("pnet",
-                    $"the peer closed the connection after {buffer.Length} of {NonceLength} nonce bytes (its PSK differs, or it is not in a private network)");
+                    $"the peer closed the connection after {got} of {NonceLength} nonce bytes (its PSK differs, or it is not in a private network)");
             }
             if (result.IsCanceled) throw new OperationCanceledException("pnet nonce read canceled");
         }

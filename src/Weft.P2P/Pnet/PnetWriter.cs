@@ -40,13 +40,26 @@ internal sealed class PnetWriter(PipeWriter inner, XSalsa20 cipher) : PipeWriter
         return inner.FlushAsync(cancellationToken);
     }
 
-    public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) => inner.FlushAsync(cancellationToken);
+    // The inner writer may hand _current's memory back to its pool once flushed or completed: forget it then.
+    public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
+    {
+        _current = default;
+        return inner.FlushAsync(cancellationToken);
+    }
 
     public override void CancelPendingFlush() => inner.CancelPendingFlush();
 
-    public override void Complete(Exception? exception = null) => inner.Complete(exception);
+    public override void Complete(Exception? exception = null)
+    {
+        _current = default;
+        inner.Complete(exception);
+    }
 
-    public override ValueTask CompleteAsync(Exception? exception = null) => inner.CompleteAsync(exception);
+    public override ValueTask CompleteAsync(Exception? exception = null)
+    {
+        _current = default;
+        return inner.CompleteAsync(exception);
+    }
 
     public override bool CanGetUnflushedBytes => inner.CanGetUnflushedBytes;
 

@@ -63,6 +63,7 @@ public sealed class YamuxSession : IAsyncDisposable
     private long _rttTicks = -1;
 
     // Read loop state.
+    private long _lastReceived;
     private uint _payloadRemaining;
     private YamuxStream? _payloadStream;
     private bool _payloadFin;
@@ -98,6 +99,9 @@ public sealed class YamuxSession : IAsyncDisposable
 
     /// <summary>True once the session is closing or closed.</summary>
     public bool IsClosed => _closing;
+
+    /// <summary>When bytes last arrived from the peer (a <see cref="TimeProvider.GetTimestamp"/> value; 0 before any): proof of life.</summary>
+    public long LastReceived => Volatile.Read(ref _lastReceived);
 
     /// <summary>The last measured round trip, or null before the first pong.</summary>
     internal TimeSpan? Rtt
@@ -374,17 +378,20 @@ public sealed class YamuxSession : IAsyncDisposable
                 var result = await input.ReadAsync().ConfigureAwait(false);
                 if (_closing) break;
                 var buffer = result.Buffer;
+                if (!buffer.IsEmpty) Volatile.Write(ref _lastReceived, Time.GetTimestamp());
+                var leftover = false; // read before AdvanceTo: the buffer's segments are the pipe's again after it
                 try
                 {
                     ProcessFrames(ref buffer);
                 }
                 finally
                 {
+                    leftover = !buffer.IsEmpty;
                     input.AdvanceTo(buffer.Start, buffer.End);
                 }
                 if (result.IsCompleted)
                 {
-                    if (!buffer.IsEmpty || _payloadRemaining > 0)
+                    if (leftover || _payloadRemaining > 0)
                         Close(new YamuxException("the connection ended in the middle of a yamux frame"), null, graceful: false, "truncated frame");
                     else
                         Close(null, null, graceful: false, "the peer closed the connection");

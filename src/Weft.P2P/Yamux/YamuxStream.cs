@@ -63,6 +63,8 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
 
     internal bool Queued;                           // in the session's ready queue (session queue lock)
 
+    private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     internal YamuxStream(YamuxSession session, uint id, bool outbound, YamuxOptions options)
     {
         _session = session;
@@ -110,6 +112,9 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
     /// <summary>Data to the peer. Completing it sends FIN; completing it with an exception resets the stream.</summary>
     public PipeWriter Output => _output;
 
+    /// <summary>Completes (never faults) when the stream has left the session: both FINs through, a reset, or the session's end.</summary>
+    public Task Completion => _ended.Task;
+
     /// <summary>The receive window currently allowed to the peer (grows with auto-tuning).</summary>
     internal uint ReceiveWindow { get { lock (_windowGate) return _recvWindow; } }
 
@@ -130,6 +135,7 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
         StopCloseTimer();
         Log.StreamReset(_session.Logger, Id, "local");
         _session.OnStreamDead(this);
+        _ended.TrySetResult();
         _session.Enqueue(this);
     }
 
@@ -257,6 +263,7 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
         StopCloseTimer();
         Log.StreamReset(_session.Logger, Id, "by peer");
         _session.OnStreamDead(this);
+        _ended.TrySetResult();
         _session.Enqueue(this);
     }
 
@@ -267,6 +274,7 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
         CompleteInput(ex);
         lock (_sendGate) _abortOutput = true;
         StopCloseTimer();
+        _ended.TrySetResult();
     }
 
     private void CompleteInput(Exception ex)
@@ -284,6 +292,7 @@ public sealed class YamuxStream : IDuplexPipe, IAsyncDisposable
     {
         StopCloseTimer();
         _session.OnStreamDead(this);
+        _ended.TrySetResult();
     }
 
     /// <summary>The peer granted <paramref name="delta"/> more bytes of send window.</summary>

@@ -1,7 +1,7 @@
 using Weft.Wire;
 using Weft.Wire.Identity;
 
-namespace Weft.Cli;
+namespace Weft.Mesh.Identity;
 
 /// <summary>Identity key files: the libp2p PrivateKey protobuf, written with mode 0600.</summary>
 public static class KeyFiles

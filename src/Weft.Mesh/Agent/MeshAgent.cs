@@ -1,0 +1,548 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Weft.Mesh.Config;
+using Weft.Mesh.Identity;
+using Weft.Mesh.Paths;
+using Weft.Mesh.Relays;
+using Weft.Mesh.Tunnel;
+using Weft.P2P.AutoNat;
+using Weft.P2P.Dcutr;
+using Weft.P2P.Host;
+using Weft.P2P.Ping;
+using Weft.P2P.Relay;
+using Weft.Wire.AutoNat;
+using Weft.Wire.Identity;
+using Weft.Wire.Multiformats;
+using Weft.Wire.Pnet;
+
+namespace Weft.Mesh.Agent;
+
+/// <summary>
+/// The edge agent: one libp2p host with the relay role when named in relayNodes, the relay manager, the node
+/// directory, the path choice for new streams, and the EdgeMesh tunnel. <see cref="ApplyConfigAsync"/> applies
+/// relay changes without a restart.
+/// </summary>
+public sealed class MeshAgent : IAsyncDisposable
+{
+    /// <summary>The <see cref="Libp2pHost.SetAddresses"/> source of a relay node's advertise addresses.</summary>
+    public const string AdvertiseSource = "advertise";
+
+    /// <summary>How often a relay node checks that its advertise addresses reach it from outside.</summary>
+    public static readonly TimeSpan RelayCheckInterval = TimeSpan.FromMinutes(5);
+
+    /// <summary>How often the RTT of open paths to peers is measured (for status).</summary>
+    public static readonly TimeSpan PathProbeInterval = TimeSpan.FromSeconds(2);
+
+    /// <summary>Peers whose path RTT is measured per round.</summary>
+    public const int MaxProbedPeers = 256;
+
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _log;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentDictionary<PeerId, double> _pathRtt = new();
+    private readonly ConcurrentDictionary<string, string> _relayReachability = new(StringComparer.Ordinal);
+    private readonly object _gate = new();
+    private readonly List<Task> _loops = [];
+    private readonly SemaphoreSlim _relayCheckNow = new(0, 1);
+    private readonly DcutrService? _dcutr;
+    private readonly AutoNatServer _autonatServer;
+    private readonly AutoNatClient _autonat;
+    private RelayServer? _relayServer;
+    private AgentConfig _config;
+    private int _reloads;
+    private string? _lastConfigError;
+    private int _disposed;
+
+    private MeshAgent(AgentConfig config, Libp2pHost host, ILoggerFactory loggers)
+    {
+        _config = config;
+        Host = host;
+        _loggers = loggers;
+        _log = loggers.CreateLogger("Weft.Mesh.Agent");
+        Metrics = new MeshMetrics();
+        Exporter = new Wire.Metrics.PrometheusExporter("Weft");
+        Relays = new RelayManager(host, config.Tunnel.RelayManager, Metrics, loggers.CreateLogger("Weft.Mesh.Relays"));
+        Directory = new NodeDirectory(config.Tunnel.Identity.Mode, host.Time);
+        Dialer = new MeshDialer(host, Relays, new MeshDialerOptions(), loggers.CreateLogger("Weft.Mesh.Paths"));
+        Tunnel = TunnelService.Register(host, config.NodeName, Dialer, TunnelOptionsOf(config.Tunnel), Metrics, loggers.CreateLogger("Weft.Mesh.Tunnel"), serve: !config.Tunnel.IsClientOnly);
+        PingService.Register(host);
+        RelayClient.Register(host);
+        _dcutr = config.Tunnel.HolePunching ? DcutrService.Register(host) : null;
+        if (_dcutr is not null) _dcutr.Completed += OnPunch;
+        _autonatServer = AutoNatServer.Register(host);
+        _autonat = new AutoNatClient(host);
+        StartedAt = host.Time.GetUtcNow();
+        Relays.Changed += () =>
+        {
+            foreach (var l in Relays.Links)
+                if (l.Peer is { } p) Directory.Learn(l.NodeName, p, "config");
+        };
+        Relays.RelayDown += OnRelayDown;
+        Metrics.Observe(ObservePeers, ObservePaths, ObserveReservations, ObserveRelayRtt, ObserveRelayUp);
+    }
+
+    public Libp2pHost Host { get; }
+    public MeshMetrics Metrics { get; }
+    public Wire.Metrics.PrometheusExporter Exporter { get; }
+    public RelayManager Relays { get; }
+    public NodeDirectory Directory { get; }
+    public MeshDialer Dialer { get; }
+    public TunnelService Tunnel { get; }
+    public DateTimeOffset StartedAt { get; }
+    public AgentConfig Config { get { lock (_gate) return _config; } }
+    public string NodeName => Config.NodeName;
+
+    /// <summary>What the cloud link reports for <c>/status</c> (set by whoever runs one; Weft.Mesh does not talk to the cloud).</summary>
+    public Func<object?>? CloudStatus { get; set; }
+
+    /// <summary>Raised after each hole punch (for status lines and tests).</summary>
+    public event Action<DcutrResult>? Punched;
+
+    /// <summary>Builds the host from <paramref name="config"/>, starts listening, the relay role and the relay manager.</summary>
+    public static async Task<MeshAgent> StartAsync(AgentConfig config, ILoggerFactory loggers, CancellationToken ct = default, TimeProvider? time = null)
+    {
+        var key = LoadIdentity(config);
+        var listen = ListenPlanner.Resolve(config.Tunnel);
+        if (listen.Count == 0)
+            throw new ConfigException([$"modules.edgeTunnel.listenInterfaces: no IPv4 address on '{config.Tunnel.ListenInterfaces}' to listen on; name an interface that has one"]);
+        byte[]? psk = null;
+        if (config.Tunnel.Psk.Enable)
+        {
+            try { psk = PskFile.ParseKey(File.ReadAllBytes(config.Tunnel.Psk.Path)); }
+            catch (Exception ex) when (ex is FormatException or IOException or UnauthorizedAccessException)
+            {
+                throw new ConfigException([$"modules.edgeTunnel.psk.path: {config.Tunnel.Psk.Path}: {ex.Message}"]);
+            }
+        }
+        var relayCaps = config.Tunnel.RelayService;
+        var options = new HostOptions
+        {
+            Key = key,
+            ListenAddresses = listen,
+            PrivateNetworkKey = psk,
+            Limits = new ConnectionLimits
+            {
+                // A relay holds a connection per reserved peer; every node may be reached through relays.
+                MaxConnections = Math.Max(1024, relayCaps.MaxReservations + 256),
+                MaxRelayedConnections = Math.Max(128, config.Tunnel.Limits.TunnelPeerBaseStreamIn / 4),
+                MaxInboundStreamsPerProtocol = Math.Max(256, relayCaps.MaxCircuitsPerPeer),
+            },
+        };
+        var host = new Libp2pHost(options, loggers, time);
+        MeshAgent? agent = null;
+        try
+        {
+            agent = new MeshAgent(config, host, loggers);
+            await host.StartAsync(ct).ConfigureAwait(false);
+            foreach (var w in config.Warnings) Log.ConfigWarning(agent._log, w);
+            if (psk is null) Log.NoPsk(agent._log);
+            agent.ApplyRelayRole(config);
+            agent.Relays.SetRelays(OtherRelays(config), reserve: !config.IsRelay, maxReservations: config.Tunnel.MaxCandidates);
+            agent._autonat.Start();
+            agent._loops.Add(Task.Run(() => agent.ProbePathsAsync(agent._stop.Token)));
+            agent._loops.Add(Task.Run(() => agent.CheckRelayLoopAsync(agent._stop.Token)));
+            Log.Started(agent._log, config.NodeName, host.PeerId.ToString(), string.Join(' ', host.ListenAddresses), config.IsRelay);
+            return agent;
+        }
+        catch
+        {
+            if (agent is not null) await agent.DisposeAsync().ConfigureAwait(false);
+            else await host.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static Ed25519PrivateKey LoadIdentity(AgentConfig config)
+    {
+        if (config.Tunnel.Identity.Mode == IdentityMode.Legacy) return LegacyIdentity.DeriveKey(config.NodeName);
+        var path = config.Tunnel.Identity.KeyFile;
+        try
+        {
+            return KeyFiles.LoadOrCreate(path).Key;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            throw new ConfigException([$"modules.edgeTunnel.identity.keyFile: {path}: {ex.Message} (the agent keeps its identity key there; make the directory writable or choose another path)"]);
+        }
+    }
+
+    private static List<RelayNode> OtherRelays(AgentConfig c) => c.Tunnel.RelayNodes.Where(r => r.NodeName != c.NodeName).ToList();
+
+    private static TunnelOptions TunnelOptionsOf(TunnelConfig t)
+    {
+        var o = new TunnelOptions { DeniedTargets = t.DeniedTargets };
+        return t.Limits.Enable
+            ? o with
+            {
+                MaxStreamsIn = t.Limits.TunnelBaseStreamIn,
+                MaxStreamsOut = t.Limits.TunnelBaseStreamOut,
+                MaxStreamsInPerPeer = t.Limits.TunnelPeerBaseStreamIn,
+                MaxStreamsOutPerPeer = t.Limits.TunnelPeerBaseStreamOut,
+            }
+            : o with { MaxStreamsIn = 1_000_000, MaxStreamsOut = 1_000_000, MaxStreamsInPerPeer = 100_000, MaxStreamsOutPerPeer = 100_000 };
+    }
+
+    // ------------------------------------------------------------------ config changes
+
+    /// <summary>
+    /// Applies a re-read configuration: relays added, removed or changed, and this node becoming or ceasing to be a
+    /// relay, take effect now. Other changes need a restart and are reported as warnings.
+    /// </summary>
+    public Task ApplyConfigAsync(AgentConfig next)
+    {
+        AgentConfig before;
+        lock (_gate)
+        {
+            before = _config;
+            _config = next;
+            _reloads++;
+            _lastConfigError = null;
+        }
+        var restartNeeded = new List<string>();
+        if (next.NodeName != before.NodeName) restartNeeded.Add("nodeName");
+        if (next.Tunnel.ListenPort != before.Tunnel.ListenPort) restartNeeded.Add("listenPort");
+        if (next.Tunnel.Psk != before.Tunnel.Psk) restartNeeded.Add("psk");
+        if (next.Tunnel.Identity != before.Tunnel.Identity) restartNeeded.Add("identity");
+        if (next.Tunnel.ListenInterfaces != before.Tunnel.ListenInterfaces) restartNeeded.Add("listenInterfaces");
+        if (next.Admin != before.Admin) restartNeeded.Add("admin");
+        foreach (var k in restartNeeded) Log.RestartNeeded(_log, k);
+        ApplyRelayRole(next);
+        Relays.SetRelays(OtherRelays(next), reserve: !next.IsRelay, maxReservations: next.Tunnel.MaxCandidates);
+        Metrics.ConfigReloads.Add(1, new KeyValuePair<string, object?>("result", "applied"));
+        Log.ConfigApplied(_log, next.Tunnel.RelayNodes.Count, next.IsRelay);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Records a reload that failed validation (the running configuration stays).</summary>
+    public void ReportConfigError(string error)
+    {
+        lock (_gate) _lastConfigError = error;
+        Metrics.ConfigReloads.Add(1, new KeyValuePair<string, object?>("result", "rejected"));
+    }
+
+    private void ApplyRelayRole(AgentConfig config)
+    {
+        var me = config.IsRelay ? config.Tunnel.RelayNodes.First(r => r.NodeName == config.NodeName) : null;
+        lock (_gate)
+        {
+            if (me is not null && _relayServer is null)
+            {
+                var caps = config.Tunnel.RelayService;
+                _relayServer = RelayServer.Register(Host, new RelayServerOptions
+                {
+                    Limit = RelayLimitPolicy.Off,
+                    MaxReservations = caps.MaxReservations,
+                    MaxReservationsPerIp = caps.MaxReservationsPerIp,
+                    MaxCircuits = caps.MaxCircuits,
+                    MaxCircuitsPerPeer = caps.MaxCircuitsPerPeer,
+                });
+                Log.RelayServing(_log, string.Join(' ', me.Addresses));
+            }
+            else if (me is null && _relayServer is not null)
+            {
+                _relayServer.Dispose();
+                _relayServer = null;
+                _relayReachability.Clear();
+                Log.RelayStopped(_log);
+            }
+        }
+        Host.SetAddresses(AdvertiseSource, me?.Addresses ?? []);
+        if (me is not null) _relayCheckNow.Release1();
+    }
+
+    // ------------------------------------------------------------------ relay self-check
+
+    private async Task CheckRelayLoopAsync(CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                var next = await CheckRelayOnceAsync(ct).ConfigureAwait(false);
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                await Task.WhenAny(Task.Delay(next, Host.Time, wait.Token), _relayCheckNow.WaitAsync(wait.Token)).ConfigureAwait(false);
+                await wait.CancelAsync().ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                Log.RelayCheckFailed(_log, ex.Message);
+                try { await Task.Delay(TimeSpan.FromSeconds(5), Host.Time, ct).ConfigureAwait(false); }
+                catch (OperationCanceledException) { return; }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Asks peers (other relays first) to dial each advertise address back (AutoNAT). Returns when to check again:
+    /// soon while no peer could be asked, else <see cref="RelayCheckInterval"/>.
+    /// </summary>
+    private async Task<TimeSpan> CheckRelayOnceAsync(CancellationToken ct)
+    {
+        var config = Config;
+        if (!config.IsRelay) return RelayCheckInterval;
+        var me = config.Tunnel.RelayNodes.First(r => r.NodeName == config.NodeName);
+        var relayPeers = Relays.Links.Where(l => l.Peer is not null).Select(l => l.Peer!).ToHashSet();
+        var servers = Host.Connections
+            .Where(c => !c.IsRelayed && !c.IsClosed && (Host.Peers.Get(c.RemotePeer)?.Protocols.Contains(AutoNatMessage.ProtocolId) ?? false))
+            .GroupBy(c => c.RemotePeer).Select(g => g.First())
+            .OrderBy(c => relayPeers.Contains(c.RemotePeer) ? 0 : 1)
+            .Take(3).ToList();
+        var again = RelayCheckInterval;
+        foreach (var addr in me.Addresses)
+        {
+            var key = addr.ToString();
+            if (servers.Count == 0)
+            {
+                _relayReachability[key] = "unknown: no peer connected yet to dial it back";
+                again = TimeSpan.FromSeconds(2);
+                continue;
+            }
+            string? verdict = null;
+            var refusals = new List<string>();
+            foreach (var server in servers)
+            {
+                using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                cts.CancelAfter(TimeSpan.FromSeconds(10));
+                try
+                {
+                    var answer = await AutoNatClient.RequestAsync(server, AutoNatMessage.DialRequest(Host.PeerId, [addr]), cts.Token).ConfigureAwait(false);
+                    if (answer.Status == AutoNatResponseStatus.Ok && answer.Addr?.WithoutPeerId() == addr) { verdict = "reachable"; break; }
+                    if (answer.Status == AutoNatResponseStatus.Ok)
+                    {
+                        // The server reached us, but at the address our connection comes from, not at the advertised one.
+                        verdict = $"unreachable: {server.RemotePeer} reaches this node at {answer.Addr} instead";
+                        break;
+                    }
+                    if (answer.Status == AutoNatResponseStatus.DialError) { verdict = $"unreachable: {server.RemotePeer} could not dial it ({answer.StatusText})"; break; }
+                    refusals.Add($"{server.RemotePeer} refused ({answer.StatusText}; it sees us at {server.RemoteAddress})");
+                }
+                catch (Exception ex) when (!ct.IsCancellationRequested)
+                {
+                    refusals.Add($"{server.RemotePeer}: {ex.Message}");
+                }
+            }
+            // Servers refuse to dial an IP other than the one our connection comes from: a wrong advertise address.
+            verdict ??= "unreachable: " + string.Join("; ", refusals);
+            var old = _relayReachability.TryGetValue(key, out var o) ? o : null;
+            _relayReachability[key] = verdict;
+            if (verdict != "reachable" && old != verdict) Log.RelayUnreachable(_log, key, verdict);
+            else if (verdict == "reachable" && old != verdict) Log.RelayReachable(_log, key);
+        }
+        return again;
+    }
+
+    // ------------------------------------------------------------------ paths
+
+    private void OnRelayDown(PeerId relay)
+    {
+        // The relay's connection is about to close and its circuits with it; nothing else to do: the next stream
+        // to each affected peer takes the next relay (MeshDialer sees the relay is no longer live).
+        Log.RelayFailover(_log, Relays.NameOf(relay) ?? relay.ToString(), Relays.Preferred is { } p ? Relays.NameOf(p) ?? p.ToString() : "none");
+    }
+
+    private void OnPunch(DcutrResult r)
+    {
+        if (r.Succeeded)
+        {
+            Dialer.DirectMayWork(r.Peer);
+            Metrics.PathSwitches.Add(1);
+        }
+        try { Punched?.Invoke(r); } catch (Exception ex) { Log.HandlerFailed(_log, "punched", ex.Message); }
+    }
+
+    private async Task ProbePathsAsync(CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(PathProbeInterval, Host.Time, ct).ConfigureAwait(false);
+                var relays = Relays.Links.Where(l => l.Peer is not null).Select(l => l.Peer!).ToHashSet();
+                var peers = Host.Connections.Select(c => c.RemotePeer).Distinct().Where(p => !relays.Contains(p)).Take(MaxProbedPeers).ToList();
+                foreach (var gone in _pathRtt.Keys.Where(k => !peers.Contains(k)).ToList()) _pathRtt.TryRemove(gone, out _);
+                await Parallel.ForEachAsync(peers, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = ct }, async (peer, token) =>
+                {
+                    if (Dialer.Best(peer) is not { } conn) return;
+                    using var cts = CancellationTokenSource.CreateLinkedTokenSource(token);
+                    cts.CancelAfter(TimeSpan.FromSeconds(1));
+                    try
+                    {
+                        var rtt = (await conn.PingAsync(cts.Token).ConfigureAwait(false)).TotalMilliseconds;
+                        _pathRtt.AddOrUpdate(peer, rtt, (_, old) => old + 0.3 * (rtt - old));
+                    }
+                    catch (Exception) when (!token.IsCancellationRequested) { /* slow or gone: keep the last value */ }
+                }).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One tunnel ping to <paramref name="node"/>: a new stream on the best path (as a new proxied connection would
+    /// take), one /ipfs/ping round trip on it. Throws <see cref="KeyNotFoundException"/> for an unknown node.
+    /// </summary>
+    public async Task<PingReply> PingNodeAsync(string node, int seq, CancellationToken ct)
+    {
+        var peer = (node == NodeName ? Host.PeerId : Directory.Resolve(node)) ?? throw new KeyNotFoundException($"unknown node '{node}': not found by discovery");
+        var started = Host.Time.GetTimestamp();
+        try
+        {
+            var (stream, _, conn) = await Dialer.OpenStreamAsync(peer, [PingService.ProtocolId], ct).ConfigureAwait(false);
+            var open = Host.Time.GetElapsedTime(started);
+            try
+            {
+                var rtt = await PingService.PingAsync(stream, Host.Time, ct).ConfigureAwait(false);
+                return new PingReply(seq, true, rtt.TotalMilliseconds, open.TotalMilliseconds, conn.IsRelayed ? "relay" : "direct",
+                    conn.Relay is { } r ? Relays.NameOf(r) ?? r.ToString() : null, null, Utc());
+            }
+            finally
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            return new PingReply(seq, false, null, Host.Time.GetElapsedTime(started).TotalMilliseconds, null, null, ex.Message, Utc());
+        }
+    }
+
+    private string Utc() => Host.Time.GetUtcNow().ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
+
+    // ------------------------------------------------------------------ status and metrics
+
+    public AgentStatus Status()
+    {
+        var config = Config;
+        var links = Relays.Links;
+        var relayPeers = links.Where(l => l.Peer is not null).ToDictionary(l => l.Peer!, l => l.NodeName);
+        var notReady = new List<string>();
+        var otherRelays = links.Count;
+        if (!config.IsRelay && otherRelays > 0 && !links.Any(l => l.Status == RelayLinkStatus.Up))
+            notReady.Add("no relay is reachable");
+        var reserved = links.Count(l => l.Reserved);
+        var warnings = config.Warnings.ToList();
+        var wanted = Math.Min(config.Tunnel.RelayManager.Reservations, otherRelays);
+        if (!config.IsRelay && reserved < wanted) warnings.Add($"degraded: {reserved} of {wanted} wanted relay reservations held");
+        foreach (var (addr, verdict) in _relayReachability)
+            if (verdict.StartsWith("unreachable", StringComparison.Ordinal)) warnings.Add($"configured as relay but unreachable at {addr} ({verdict})");
+
+        var peers = new List<PathView>();
+        var byPeer = Host.Connections.GroupBy(c => c.RemotePeer).ToDictionary(g => g.Key, g => g.ToList());
+        foreach (var (peer, conns) in byPeer)
+        {
+            if (relayPeers.ContainsKey(peer)) continue;
+            var best = Dialer.Best(peer) ?? conns.FirstOrDefault(c => !c.IsClosed);
+            var kind = best is null ? "none" : best.IsRelayed ? "relay" : "direct";
+            var via = best?.Relay is { } r ? relayPeers.GetValueOrDefault(r) ?? r.ToString() : null;
+            Tunnel.PerPeer.TryGetValue(peer, out var bytes);
+            peers.Add(new PathView(Directory.NameOf(peer), peer.ToString(), kind, via, _pathRtt.TryGetValue(peer, out var rtt) ? Math.Round(rtt, 3) : null,
+                bytes?.DirectBytes ?? 0, bytes?.RelayedBytes ?? 0, conns.Count));
+        }
+        peers.Sort((a, b) => string.CompareOrdinal(a.Name ?? "~" + a.PeerId, b.Name ?? "~" + b.PeerId));
+
+        var me = config.IsRelay ? config.Tunnel.RelayNodes.First(r => r.NodeName == config.NodeName) : null;
+        RelayServer? server;
+        lock (_gate) server = _relayServer;
+        var role = new RelayRoleView(me is not null, server is not null, me?.Addresses.Select(a => a.ToString()).ToList() ?? [],
+            new Dictionary<string, string>(_relayReachability), server?.ReservationCount ?? 0, server?.CircuitCount ?? 0);
+        int reloads;
+        string? configError;
+        lock (_gate)
+        {
+            reloads = _reloads;
+            configError = _lastConfigError;
+        }
+        if (configError is not null) warnings.Add("the last configuration change was rejected: " + configError);
+        return new AgentStatus(
+            config.NodeName, Host.PeerId.ToString(), typeof(MeshAgent).Assembly.GetName().Version?.ToString(3) ?? "?",
+            StartedAt.ToString("O", CultureInfo.InvariantCulture), notReady.Count == 0, notReady,
+            Host.ListenAddresses.Select(a => a.ToString()).ToList(), Host.AdvertisedAddresses.Select(a => a.ToString()).ToList(),
+            _autonat.Reachability.ToString().ToLowerInvariant(), role,
+            links.Select(l => new RelayStatusView(l.NodeName, l.Peer?.ToString(), l.Status.ToString().ToLowerInvariant(), l.Reserved, l.Preferred,
+                l.Rtt is { } t ? Math.Round(t.TotalMilliseconds, 3) : null, l.Since?.ToString("O", CultureInfo.InvariantCulture), l.LastError, l.Failures,
+                l.Addresses.Select(a => a.ToString()).ToList())).ToList(),
+            Relays.Preferred is { } pr ? Relays.NameOf(pr) : null, Relays.Failovers, peers, warnings, config.ConfigPath, reloads, configError, CloudStatus?.Invoke());
+    }
+
+    private IEnumerable<Measurement<long>> ObservePeers()
+    {
+        var relays = Relays.Links.Where(l => l.Peer is not null).Select(l => l.Peer!).ToHashSet();
+        var all = Host.Connections.Select(c => c.RemotePeer).Distinct().ToList();
+        yield return new Measurement<long>(all.Count(relays.Contains), new KeyValuePair<string, object?>("kind", "relay"));
+        yield return new Measurement<long>(all.Count(p => !relays.Contains(p)), new KeyValuePair<string, object?>("kind", "node"));
+    }
+
+    private IEnumerable<Measurement<long>> ObservePaths()
+    {
+        var relays = Relays.Links.Where(l => l.Peer is not null).Select(l => l.Peer!).ToHashSet();
+        long direct = 0, relayed = 0;
+        foreach (var p in Host.Connections.Select(c => c.RemotePeer).Distinct())
+        {
+            if (relays.Contains(p)) continue;
+            if (Dialer.Best(p) is { } c) { if (c.IsRelayed) relayed++; else direct++; }
+        }
+        yield return new Measurement<long>(direct, new KeyValuePair<string, object?>("kind", "direct"));
+        yield return new Measurement<long>(relayed, new KeyValuePair<string, object?>("kind", "relay"));
+    }
+
+    private IEnumerable<Measurement<long>> ObserveReservations()
+    {
+        yield return new Measurement<long>(Relays.Links.Count(l => l.Reserved));
+    }
+
+    private IEnumerable<Measurement<double>> ObserveRelayRtt()
+    {
+        foreach (var l in Relays.Links)
+            if (l.Rtt is { } r) yield return new Measurement<double>(r.TotalSeconds, new KeyValuePair<string, object?>("relay", l.NodeName));
+    }
+
+    private IEnumerable<Measurement<long>> ObserveRelayUp()
+    {
+        foreach (var l in Relays.Links)
+            yield return new Measurement<long>(l.Status == RelayLinkStatus.Up ? 1 : 0,
+                new KeyValuePair<string, object?>("relay", l.NodeName), new KeyValuePair<string, object?>("preferred", l.Preferred ? "true" : "false"));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        await _stop.CancelAsync().ConfigureAwait(false);
+        try { await Task.WhenAll(_loops).ConfigureAwait(false); } catch (Exception) { /* loops end on cancel */ }
+        await Relays.DisposeAsync().ConfigureAwait(false);
+        await _autonat.DisposeAsync().ConfigureAwait(false);
+        _autonatServer.Dispose();
+        _dcutr?.Dispose();
+        Tunnel.Dispose();
+        lock (_gate) _relayServer?.Dispose();
+        await Host.DisposeAsync().ConfigureAwait(false);
+        Exporter.Dispose();
+        Metrics.Dispose();
+        _stop.Dispose();
+        _relayCheckNow.Dispose();
+    }
+}
+
+internal static class SemaphoreExtensions
+{
+    /// <summary>Releases a 0/1 semaphore unless it is already released (a "check now" signal).</summary>
+    public static void Release1(this SemaphoreSlim s)
+    {
+        try
+        {
+            if (s.CurrentCount == 0) s.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // already signalled
+        }
+    }
+}
