@@ -50,56 +50,57 @@ public abstract record DnsRecord
     internal abstract void WriteData(DnsWriter w);
 }
 
-/// <summary>An IPv4 address (type A).</summary>
-public sealed record ARecord : DnsRecord
+/// <summary>A record holding one IP address of the family its type requires.</summary>
+public abstract record AddressRecord : DnsRecord
 {
-    private readonly IPAddress _address = IPAddress.Any;
+    private readonly IPAddress _address = IPAddress.None;
 
-    public override DnsType Type => DnsType.A;
+    /// <summary>The address family the type requires.</summary>
+    protected abstract AddressFamily Family { get; }
 
     public required IPAddress Address
     {
         get => _address;
-        init => _address = value.AddressFamily == AddressFamily.InterNetwork ? value : throw new ArgumentException("an A record holds an IPv4 address", nameof(value));
+        init => _address = value.AddressFamily == Family ? value : throw new ArgumentException($"a {Type} record holds an {(Family == AddressFamily.InterNetwork ? "IPv4" : "IPv6")} address", nameof(value));
     }
 
     internal override void WriteData(DnsWriter w) => w.WriteAddress(Address);
+}
+
+/// <summary>An IPv4 address (type A).</summary>
+public sealed record ARecord : AddressRecord
+{
+    public override DnsType Type => DnsType.A;
+
+    protected override AddressFamily Family => AddressFamily.InterNetwork;
 }
 
 /// <summary>An IPv6 address (type AAAA).</summary>
-public sealed record AaaaRecord : DnsRecord
+public sealed record AaaaRecord : AddressRecord
 {
-    private readonly IPAddress _address = IPAddress.IPv6Any;
-
     public override DnsType Type => DnsType.AAAA;
 
-    public required IPAddress Address
-    {
-        get => _address;
-        init => _address = value.AddressFamily == AddressFamily.InterNetworkV6 ? value : throw new ArgumentException("an AAAA record holds an IPv6 address", nameof(value));
-    }
+    protected override AddressFamily Family => AddressFamily.InterNetworkV6;
+}
 
-    internal override void WriteData(DnsWriter w) => w.WriteAddress(Address);
+/// <summary>A record whose data is one domain name (compressed when written).</summary>
+public abstract record NameRecord : DnsRecord
+{
+    public required DnsName Target { get; init; }
+
+    internal override void WriteData(DnsWriter w) => w.WriteName(Target, compress: true);
 }
 
 /// <summary>A pointer to another name (type PTR; DNS-SD's service → instance link).</summary>
-public sealed record PtrRecord : DnsRecord
+public sealed record PtrRecord : NameRecord
 {
     public override DnsType Type => DnsType.PTR;
-
-    public required DnsName Target { get; init; }
-
-    internal override void WriteData(DnsWriter w) => w.WriteName(Target, compress: true);
 }
 
 /// <summary>An alias (type CNAME).</summary>
-public sealed record CnameRecord : DnsRecord
+public sealed record CnameRecord : NameRecord
 {
     public override DnsType Type => DnsType.CNAME;
-
-    public required DnsName Target { get; init; }
-
-    internal override void WriteData(DnsWriter w) => w.WriteName(Target, compress: true);
 }
 
 /// <summary>A service location (type SRV, RFC 2782). The target is written uncompressed, as RFC 2782 asks; read either way.</summary>
