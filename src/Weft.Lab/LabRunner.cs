@@ -300,6 +300,7 @@ public sealed class LabRunner
         {
             sb.AppendLine("    listenInterfaces: lo");
             sb.AppendLine("    deniedTargets: []   # the demo app runs on 127.0.0.1 here");
+            sb.AppendLine("    mdns: false         # on loopback, multicast would leave on the machine's own network");
         }
         sb.AppendLine(CultureInfo.InvariantCulture, $"    psk: {{enable: true, path: {Path.Combine(dir, "psk")}}}");
         sb.AppendLine("    identity: {mode: legacy}");

@@ -144,6 +144,9 @@ public sealed record TunnelConfig
     /// <summary>Find peers in the LAN by multicast DNS.</summary>
     public bool Mdns { get; init; } = true;
 
+    /// <summary>Find nodes across LANs through the DHT rendezvous (the relays are the DHT's servers).</summary>
+    public bool Dht { get; init; } = true;
+
     /// <summary>Punch holes (DCUtR) to turn relayed connections into direct ones.</summary>
     public bool HolePunching { get; init; } = true;
 

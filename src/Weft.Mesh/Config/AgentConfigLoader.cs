@@ -272,6 +272,7 @@ public static class AgentConfigLoader
             RelayService = rs,
             OfferRelay = s.Bool("offerRelay") ?? t.OfferRelay,
             Mdns = s.Bool("mdns") ?? t.Mdns,
+            Dht = s.Bool("dht") ?? t.Dht,
             HolePunching = s.Bool("holePunching") ?? t.HolePunching,
             DeniedTargets = denied,
             Resume = resume,

@@ -46,6 +46,7 @@ public sealed class LoopbackMesh : IAsyncDisposable
             Identity = new IdentityConfig { Mode = IdentityMode.Legacy },
             Psk = new PskConfig { Enable = false },
             HolePunching = false,
+            Mdns = false, // multicast would leave on the machine's real interfaces: tests keep to 127.0.0.0/8
             DeniedTargets = [],
             // Several agents share this process's thread pool with the test's own traffic: a generous deadAfter keeps a busy
             // moment from looking like a dead relay (a stopped relay is seen at once: its connections close).

@@ -15,8 +15,9 @@ public sealed class ResumeTests(ITestOutputHelper output)
 {
     private static bool AllReserved(IReadOnlyList<RelayLinkState> links) => links.Count > 0 && links.All(l => l.Status == RelayLinkStatus.Up && l.Reserved);
 
+    /// <summary>A short grace period, and no DHT rendezvous: on loopback its provider records would connect a and b directly.</summary>
     private static Func<Weft.Mesh.Config.TunnelConfig, Weft.Mesh.Config.TunnelConfig> Grace(TimeSpan grace) =>
-        t => t with { Resume = t.Resume with { Grace = grace } };
+        t => t with { Resume = t.Resume with { Grace = grace }, Dht = false };
 
     /// <summary>An echo endpoint on b's side: everything it reads it writes back; closes its side when the client does.</summary>
     private sealed class EchoEndpoint : IDisposable
