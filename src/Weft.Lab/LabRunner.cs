@@ -303,7 +303,7 @@ public sealed class LabRunner
             sb.AppendLine("    mdns: false         # on loopback, multicast would leave on the machine's own network");
         }
         sb.AppendLine(CultureInfo.InvariantCulture, $"    psk: {{enable: true, path: {Path.Combine(dir, "psk")}}}");
-        sb.AppendLine("    identity: {mode: legacy}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"    identity: {{mode: persisted, keyFile: {Path.Combine(dir, "keys", node + ".key")}}}");
         sb.AppendLine("    relayNodes:");
         foreach (var r in (string[])["relay1", "relay2"])
             sb.AppendLine(CultureInfo.InvariantCulture, $"    - {{nodeName: {r}, advertiseAddress: [\"{AgentAddress(r, mode)}:{AgentPort(r, mode)}\"]}}");
