@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# Quick start: builds weft, starts `weft p2p serve` on loopback, pings it and measures a transfer,
-# then stops it. (Becomes `weft lab up` once the lab exists.)
+# Quick start: installs what the lab needs (as root: iproute2, iptables, haproxy, curl), builds weft, and runs
+# `weft lab up`: two relays, two LANs of two nodes behind NAT (network namespaces when root, loopback processes
+# otherwise), the demo service on the LAN 2 nodes reached from LAN 1 through the service proxy, and two cloud
+# replicas behind a load balancer. It leaves the lab running and prints what to try; `weft lab down` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-echo "==> building weft" >&2
-dotnet publish src/Weft.Cli -c Release -o artifacts/weft -nologo -v q >/dev/null
-weft=artifacts/weft/weft
-work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+log() { printf '==> %s\n' "$*" >&2; }
 
-echo "==> weft key generate --out $work/node.key" >&2
-$weft key generate --out "$work/node.key"
-echo "==> weft p2p serve --listen /ip4/127.0.0.1/tcp/0 --key $work/node.key" >&2
-$weft p2p serve --listen /ip4/127.0.0.1/tcp/0 --key "$work/node.key" >"$work/serve.out" &
-pid=$!
-for _ in $(seq 1 100); do grep -q '^listening ' "$work/serve.out" && break; sleep 0.1; done
-cat "$work/serve.out"
-addr=$(grep -m1 '^listening ' "$work/serve.out" | cut -d' ' -f2)
-[ -n "$addr" ] || { echo "serve did not start" >&2; exit 1; }
-echo "==> weft p2p ping $addr --count 5" >&2
-$weft p2p ping "$addr" --count 5
-echo "==> weft p2p perf $addr --upload 256MiB --download 256MiB" >&2
-$weft p2p perf "$addr" --upload 256MiB --download 256MiB
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing Debian packages: ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    log "not root: cannot install ${need[*]}; the lab runs on loopback and leaves out what is missing"
+  fi
+fi
+
+log "building weft (dotnet publish src/Weft.Cli -c Release -o artifacts/weft)"
+dotnet publish src/Weft.Cli -c Release -o artifacts/weft -nologo -v q >/dev/null
+weft="$(pwd)/artifacts/weft/weft"
+"$weft" lab down >/dev/null 2>&1 || true   # a lab left from an earlier run
+log "weft lab up"
+"$weft" lab up
+log "weft lab status"
+"$weft" lab status

@@ -39,6 +39,7 @@ public static class Program
                 "dial" => await DialBench.RunAsync(opts, cts.Token).ConfigureAwait(false),
                 "ping" => await PingBench.RunAsync(opts, cts.Token).ConfigureAwait(false),
                 "layers" => await LayersBench.RunAsync(opts, cts.Token).ConfigureAwait(false),
+                "dht-lookup" => await DhtLookupBench.RunAsync(opts, cts.Token).ConfigureAwait(false), "mdns-first" => await MdnsFirstBench.RunAsync(opts, cts.Token).ConfigureAwait(false),
                 _ => throw new ArgumentException($"unknown mode '{args[0]}'\n{Usage}"),
             };
             var line = new Dictionary<string, object?> { ["mode"] = args[0] };

@@ -29,6 +29,9 @@ public static class WeftCli
                                                      MULTIADDR may be a /p2p-circuit one; --wait-direct waits
                                                      for a hole punch and prints "path direct|relayed ..."
           weft p2p perf MULTIADDR [--upload BYTES] [--download BYTES] [--psk PATH] [--json]
+          weft p2p serve ... [--mdns] [--rendezvous NAME] [--dht client|server [--bootstrap MULTIADDR]...]
+                                                     finds peers by mDNS and the DHT; prints "discovered PEERID MULTIADDR"
+          weft p2p dht put KEY VALUE | get KEY | provide KEY | find-providers KEY | find-peer PEERID --bootstrap MULTIADDR...
           weft agent --config PATH                   the edge agent (an edgemesh-agent.yaml; see docs/agent-config.md)
           weft status [--json] [--admin URL | --config PATH]
                                                      the running agent's relays, peers and paths
@@ -111,6 +114,7 @@ public static class WeftCli
             ("p2p", "serve") => P2PCommands.ServeAsync(rest, loggers, ct),
             ("p2p", "ping") => P2PCommands.PingAsync(rest, loggers, ct),
             ("p2p", "perf") => P2PCommands.PerfAsync(rest, loggers, ct),
+            ("p2p", "dht") => DhtCommands.RunAsync(rest, loggers, ct),
             ("cloud", _) => CloudCommands.DispatchAsync(args[1..], loggers, ct),
             _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'\n{Usage}"),
         };

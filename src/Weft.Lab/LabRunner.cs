@@ -113,7 +113,7 @@ public sealed class LabRunner
             {
                 NatLab.RemoveStale(Prefix);
                 _progress.WriteLine($"lab: network namespaces {Prefix}* (public segment 10.250.0.0/24, LAN 1 192.168.1.0/24, LAN 2 192.168.2.0/24, port-restricted NAT)");
-                lab = await NatLab.CreateAsync(new LabOptions { Prefix = Prefix, ExtraPublicNodes = ["relay2"] }, ct).ConfigureAwait(false);
+                lab = await NatLab.CreateAsync(new LabOptions { Prefix = Prefix, ExtraPublicNodes = ["relay2", "lb", "cloud-a", "cloud-b"] }, ct).ConfigureAwait(false);
                 lab.Detach();
             }
             if (mode == LabMode.Loopback)
@@ -125,9 +125,20 @@ public sealed class LabRunner
             await File.WriteAllTextAsync(Path.Combine(dir, "psk"), "weft-lab-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16)) + "\n", ct).ConfigureAwait(false);
             SaveState(state);
 
+            // The cloud: two replicas sharing an embedded ownership folder, haproxy in front of them as lb.
+            var cloud = NatLab.FindExecutable("haproxy") is not null;
+            if (cloud)
+            {
+                await StartCloudAsync(state, lab, processes, mode, ct).ConfigureAwait(false);
+            }
+            else
+            {
+                _progress.WriteLine("lab: haproxy is not installed (apt-get install haproxy): the cloud replicas and their load balancer are left out");
+            }
+
             foreach (var (name, lan) in Agents)
             {
-                var config = WriteAgentConfig(dir, name, mode);
+                var config = WriteAgentConfig(dir, name, mode, cloud ? Path.Combine(dir, "tokens", name) : null);
                 var log = Path.Combine(dir, name + ".log");
                 var admin = AdminUrl(name, mode);
                 var pid = Spawn(lab?.Namespace(name), [.. _weft, "agent", "--config", config, "--log-level", "information"], log);
@@ -145,10 +156,17 @@ public sealed class LabRunner
 
             using var ready = CancellationTokenSource.CreateLinkedTokenSource(ct);
             ready.CancelAfter(ReadyTimeout);
-            foreach (var p in processes) await WaitLogLineAsync(p, p.Role == "demo" ? "listening" : "ready", ready.Token).ConfigureAwait(false);
+            foreach (var p in processes.Where(p => p.Role != "lb"))
+                await WaitLogLineAsync(p, p.Role == "demo" ? "listening" : "ready", ready.Token).ConfigureAwait(false);
             _progress.WriteLine("lab: every process is up; waiting for relay reservations");
             foreach (var (name, _) in Agents.Where(a => a.Lan != "wan"))
                 await WaitAsync(() => AgentStatusAsync(state, name, ready.Token), s => Reserved(s) >= 2, $"{name} to hold reservations on both relays", ready.Token).ConfigureAwait(false);
+            if (cloud)
+            {
+                _progress.WriteLine("lab: waiting for every node's cloud session (through lb)");
+                foreach (var (name, _) in Agents)
+                    await WaitAsync(() => AgentStatusAsync(state, name, ready.Token), s => s?["cloud"]?["connected"]?.GetValue<bool>() == true, $"{name}'s cloud session", ready.Token).ConfigureAwait(false);
+            }
             return state;
         }
         catch
@@ -182,7 +200,91 @@ public sealed class LabRunner
 
     private static string AdminUrl(string node, LabMode mode) => $"http://127.0.0.1:{AdminPort(node, mode)}";
 
-    private static string WriteAgentConfig(string dir, string node, LabMode mode)
+    /// <summary>The two cloud replicas (the load balancer lb sits in front of them).</summary>
+    public static readonly IReadOnlyList<string> CloudReplicas = ["cloud-a", "cloud-b"];
+
+    private const int HubPort = 10000, RouterPort = 9443;
+
+    private static string CloudAddress(string node, LabMode mode) => mode == LabMode.Loopback ? "127.0.0.1" : node switch
+    {
+        "lb" => "10.250.0.30",
+        "cloud-a" => "10.250.0.31",
+        "cloud-b" => "10.250.0.32",
+        _ => throw new ArgumentException($"unknown cloud node {node}", nameof(node)),
+    };
+
+    private static int CloudPort(string node, int port, LabMode mode) =>
+        mode == LabMode.Namespaces ? port : 21900 + (node == "lb" ? 0 : node == "cloud-a" ? 10 : 20) + (port == HubPort ? 1 : 2);
+
+    /// <summary>The load balancer's hub and router URLs.</summary>
+    private static (string Hub, string Router) LbUrls(LabMode mode) =>
+        ($"ws://{CloudAddress("lb", mode)}:{CloudPort("lb", HubPort, mode)}", $"http://{CloudAddress("lb", mode)}:{CloudPort("lb", RouterPort, mode)}");
+
+    private async Task StartCloudAsync(LabState state, NatLab? lab, List<LabProcess> processes, LabMode mode, CancellationToken ct)
+    {
+        var dir = state.Dir;
+        var secret = Path.Combine(dir, "cloud-secret");
+        await File.WriteAllBytesAsync(secret, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32), ct).ConfigureAwait(false);
+        var owners = Path.Combine(dir, "cloud-owners");
+        Directory.CreateDirectory(owners);
+        foreach (var r in CloudReplicas)
+        {
+            var address = CloudAddress(r, mode);
+            var yaml = string.Create(CultureInfo.InvariantCulture, $$"""
+                # written by `weft lab up`
+                replica:
+                  name: {{r}}
+                  advertiseAddress: {{address}}:{{CloudPort(r, RouterPort, mode)}}
+                hub:
+                  listen: {{address}}:{{CloudPort(r, HubPort, mode)}}
+                  allowPlaintext: true        # the lab only: real deployments use TLS
+                  tokenSecretFile: {{secret}}
+                router:
+                  listen: {{address}}:{{CloudPort(r, RouterPort, mode)}}
+                directory:
+                  backend: embedded
+                  embeddedPath: {{owners}}
+                ruleEndpoints:
+                  - {name: rest, ruleEndpointType: rest}
+                  - {name: demo, ruleEndpointType: servicebus, properties: {service_port: "{{DemoPort}}" } }
+                rules:
+                  - {name: demo, source: rest, sourceResource: {path: /demo}, target: demo, targetResource: {path: /} }
+
+                """);
+            var config = Path.Combine(dir, r + ".yaml");
+            await File.WriteAllTextAsync(config, yaml, ct).ConfigureAwait(false);
+            var log = Path.Combine(dir, r + ".log");
+            var pid = Spawn(lab?.Namespace(r), [.. _weft, "cloud", "--config", config, "--log-level", "information"], log);
+            processes.Add(new LabProcess(r, "cloud", "cloud", pid, lab?.Namespace(r), log, config, $"http://{address}:{CloudPort(r, RouterPort, mode)}"));
+            SaveState(state);
+        }
+
+        var lbAddress = IPAddress.Parse(CloudAddress("lb", mode));
+        IReadOnlyList<IPEndPoint> Backends(int port) =>
+            CloudReplicas.Select(r => new IPEndPoint(IPAddress.Parse(CloudAddress(r, mode)), CloudPort(r, port, mode))).ToList();
+        var cfg = Services.HaproxyService.Render(
+            [new Services.HaproxyFrontend("hub", Backends(HubPort)), new Services.HaproxyFrontend("router", Backends(RouterPort))],
+            lbAddress, new Dictionary<string, int> { ["hub"] = CloudPort("lb", HubPort, mode), ["router"] = CloudPort("lb", RouterPort, mode) });
+        var cfgPath = Path.Combine(dir, "haproxy.cfg");
+        await File.WriteAllTextAsync(cfgPath, cfg, ct).ConfigureAwait(false);
+        var lbLog = Path.Combine(dir, "lb.log");
+        var lbPid = Spawn(lab?.Namespace("lb"), [NatLab.FindExecutable("haproxy")!, "-db", "-f", cfgPath], lbLog);
+        processes.Add(new LabProcess("lb", "lb", "cloud", lbPid, lab?.Namespace("lb"), lbLog, cfgPath, LbUrls(mode).Router));
+        SaveState(state);
+
+        // Every node's hub token, as the cloud computes it.
+        Directory.CreateDirectory(Path.Combine(dir, "tokens"));
+        var weft = Shell.Find(_weft[0]) ?? _weft[0];
+        foreach (var (name, _) in Agents)
+        {
+            var (code, stdout, stderr) = await Shell.RunAsync(weft, [.. _weft.Skip(1), "cloud", "token", "--config", Path.Combine(dir, "cloud-a.yaml"), name], TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
+            if (code != 0) throw new InvalidOperationException($"weft cloud token {name} failed: {stderr.Trim()}");
+            await File.WriteAllTextAsync(Path.Combine(dir, "tokens", name), stdout.Trim() + "\n", ct).ConfigureAwait(false);
+        }
+    }
+
+
+    private static string WriteAgentConfig(string dir, string node, LabMode mode, string? tokenFile)
     {
         var sb = new StringBuilder();
         sb.AppendLine("# written by `weft lab up`");
@@ -198,12 +300,21 @@ public sealed class LabRunner
         {
             sb.AppendLine("    listenInterfaces: lo");
             sb.AppendLine("    deniedTargets: []   # the demo app runs on 127.0.0.1 here");
+            sb.AppendLine("    mdns: false         # on loopback, multicast would leave on the machine's own network");
         }
         sb.AppendLine(CultureInfo.InvariantCulture, $"    psk: {{enable: true, path: {Path.Combine(dir, "psk")}}}");
-        sb.AppendLine("    identity: {mode: legacy}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"    identity: {{mode: persisted, keyFile: {Path.Combine(dir, "keys", node + ".key")}}}");
         sb.AppendLine("    relayNodes:");
         foreach (var r in (string[])["relay1", "relay2"])
             sb.AppendLine(CultureInfo.InvariantCulture, $"    - {{nodeName: {r}, advertiseAddress: [\"{AgentAddress(r, mode)}:{AgentPort(r, mode)}\"]}}");
+        if (tokenFile is not null)
+        {
+            sb.AppendLine("  cloudLink:");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"    urls: [\"{LbUrls(mode).Hub}\"]");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"    tokenFile: {tokenFile}");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"    appAddress: {AgentAddress(node, mode)}   # the demo app listens there");
+            sb.AppendLine("    mqttBroker: none            # the lab runs no MQTT broker");
+        }
         var path = Path.Combine(dir, node + ".yaml");
         File.WriteAllText(path, sb.ToString());
         return path;
@@ -355,13 +466,36 @@ public sealed class LabRunner
         var services = new JsonArray();
         foreach (var svc in anyStatus?["services"]?.AsArray() ?? [])
             services.Add(new JsonObject { ["name"] = svc?["name"]?.DeepClone(), ["url"] = svc?["url"]?.DeepClone() });
+        JsonObject? cloud = null;
+        if (state.Processes.FirstOrDefault(p => p.Role == "lb") is { } lb)
+        {
+            var replicas = new JsonArray();
+            foreach (var r in state.Processes.Where(p => p.Role == "cloud"))
+            {
+                var replica = new JsonObject { ["name"] = r.Name, ["router"] = r.Admin, ["up"] = Alive(r.Pid) };
+                try
+                {
+                    IReadOnlyList<string> argv = [.. state.WeftCommand, "cloud", "status", "--router", r.Admin!];
+                    if (r.Namespace is not null) argv = ["ip", "netns", "exec", r.Namespace, .. argv];
+                    var (code, stdout, stderr) = await Shell.RunAsync(Shell.Find(argv[0]) ?? argv[0], argv.Skip(1).ToList(), TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
+                    if (code != 0) throw new InvalidOperationException(stderr.Trim());
+                    replica["owns"] = JsonNode.Parse(stdout)?["owns"]?.DeepClone() ?? new JsonArray();
+                }
+                catch (Exception ex) when (ex is InvalidOperationException or JsonException or LabCommandException)
+                {
+                    replica["error"] = ex.Message;
+                }
+                replicas.Add(replica);
+            }
+            cloud = new JsonObject { ["lb"] = lb.Admin, ["replicas"] = replicas };
+        }
         return new JsonObject
         {
             ["mode"] = state.Mode,
             ["dir"] = state.Dir,
             ["nodes"] = nodes,
             ["services"] = services,
-            ["cloud"] = null,
+            ["cloud"] = cloud,
         };
     }
 
@@ -396,6 +530,27 @@ public sealed class LabRunner
                 _progress.WriteLine($"lab: killed {target} (pid {p.Pid})");
                 break;
             }
+            case "kill-cloud":
+            {
+                var p = CloudProcess(state, target);
+                if (!Alive(p.Pid)) throw new InvalidOperationException($"{target} is not running");
+                Kill(p.Pid);
+                _progress.WriteLine($"lab: killed {target} (pid {p.Pid}); its edge sessions move to the other replica through lb");
+                break;
+            }
+            case "restore-cloud":
+            {
+                var p = CloudProcess(state, target);
+                if (Alive(p.Pid)) throw new InvalidOperationException($"{target} is running already");
+                var pid = Spawn(p.Namespace, [.. state.WeftCommand, "cloud", "--config", p.Config!, "--log-level", "information"], p.Log);
+                var restored = p with { Pid = pid };
+                SaveState(state with { Processes = state.Processes.Select(x => x.Name == target ? restored : x).ToList() });
+                using var ready = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                ready.CancelAfter(ReadyTimeout);
+                await WaitLogLineAsync(restored, "ready", ready.Token).ConfigureAwait(false);
+                _progress.WriteLine($"lab: {target} restarted (pid {pid})");
+                break;
+            }
             case "restore-relay":
             {
                 var p = RelayProcess(state, target);
@@ -422,9 +577,13 @@ public sealed class LabRunner
                 break;
             }
             default:
-                throw new ArgumentException($"unknown chaos action '{action}'; use kill-relay|restore-relay NAME, partition|heal lan1|lan2", nameof(action));
+                throw new ArgumentException($"unknown chaos action '{action}'; use kill-relay|restore-relay NAME, kill-cloud|restore-cloud NAME, partition|heal lan1|lan2", nameof(action));
         }
     }
+
+    private static LabProcess CloudProcess(LabState state, string name) =>
+        state.Processes.FirstOrDefault(p => p.Name == name && p.Role == "cloud")
+        ?? throw new ArgumentException($"no cloud replica '{name}'; replicas: {string.Join(", ", CloudReplicas)}", nameof(name));
 
     private static LabProcess RelayProcess(LabState state, string name) =>
         state.Processes.FirstOrDefault(p => p.Name == name && p.Role == "relay")

@@ -70,6 +70,9 @@ public sealed class JsPeer : IAsyncDisposable
         return new JsPeer(p);
     }
 
+    /// <summary>Reads the lines of a process started elsewhere (e.g. peer.mjs inside a lab namespace) with redirected output.</summary>
+    public static JsPeer Attach(Process p) => new(p);
+
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
 
     public IReadOnlyList<string> Lines { get { lock (_all) return _all.ToList(); } }

@@ -162,25 +162,44 @@ public sealed class AgentLabTests(ITestOutputHelper output)
         .Select(r => $"{r.GetProperty("name").GetString()} {r.GetProperty("rttMs")} ms"));
 
     [RootFact]
-    public async Task Nodes_of_a_lan_cut_off_from_relays_keep_talking()
+    public async Task Nodes_of_a_lan_cut_off_from_relays_and_cloud_find_and_reach_each_other()
     {
         await using var lab = await NatLab.CreateAsync(Options());
         await using var agents = new LabAgents(lab);
-        await StartAllAsync(agents, "", "relay1", "relay2", "lan1-a", "lan1-b");
-        await agents.WaitStatusAsync("lan1-a", s => LabAgents.RelayReserved(s, "relay1"), "reserved");
-        // They meet (through a relay at first) and find their direct LAN path.
-        await agents.WaitStatusAsync("lan1-a", _ => agents.PingAsync("lan1-a", "lan1-b").Result.Single().Path == "direct", "a direct path to lan1-b");
-
+        // LAN 1 is cut off before its nodes even start: no relay, no DHT, nothing but the LAN.
         await lab.SetLanConnectedAsync(1, connected: false);
-        await agents.WaitStatusAsync("lan1-a", s => LabAgents.RelayState(s, "relay1") == "down" && LabAgents.RelayState(s, "relay2") == "down", "both relays seen down");
+        await StartAllAsync(agents, "", "relay1", "relay2");
+        await Task.WhenAll(((string[])["lan1-a", "lan1-b"]).Select(n => agents.StartAsync(n, agents.Yaml(n, BothRelays, persisted: true))));
+
+        // With random identities the names can only come from mDNS and the node-name exchange.
+        var first = await agents.WaitPingAsync("lan1-a", "lan1-b");
+        Assert.Equal("direct", first.Path);
+        var s = await agents.StatusAsync("lan1-a");
+        Assert.NotEqual("up", LabAgents.RelayState(s, "relay1")); // no relay was ever reachable
         var pings = await agents.PingAsync("lan1-a", "lan1-b", count: 20, intervalMs: 10);
         Assert.All(pings, p => Assert.True(p.Ok, p.Error));
         Assert.All(pings, p => Assert.Equal("direct", p.Path));
         var back = await agents.PingAsync("lan1-b", "lan1-a", count: 5, intervalMs: 10);
         Assert.All(back, p => Assert.True(p.Ok, p.Error));
-        output.WriteLine($"LAN 1 cut off: 20/20 new streams lan1-a -> lan1-b direct, median {pings.Select(p => p.RttMs!.Value).Order().ElementAt(10):0.000} ms");
+        output.WriteLine($"LAN 1 cut off from the start: lan1-a found lan1-b by mDNS; 20/20 new streams direct, median {pings.Select(p => p.RttMs!.Value).Order().ElementAt(10):0.000} ms");
+
+        // Healed, they find the relays and hold reservations.
         await lab.SetLanConnectedAsync(1, connected: true);
-        await agents.WaitStatusAsync("lan1-a", s => LabAgents.RelayReserved(s, "relay1") && LabAgents.RelayReserved(s, "relay2"), "reservations back after healing");
+        await agents.WaitStatusAsync("lan1-a", x => LabAgents.RelayReserved(x, "relay1") && LabAgents.RelayReserved(x, "relay2"), "reservations after healing");
+    }
+
+    [RootFact]
+    public async Task Nodes_in_different_lans_find_each_other_by_name_through_the_dht_with_random_identities()
+    {
+        await using var lab = await NatLab.CreateAsync(Options());
+        await using var agents = new LabAgents(lab);
+        await Task.WhenAll(((string[])["relay1", "relay2", "lan1-a", "lan2-a"]).Select(n => agents.StartAsync(n, agents.Yaml(n, BothRelays, "holePunching: false", persisted: true))));
+        var t0 = DateTimeOffset.UtcNow;
+        var ping = await agents.WaitPingAsync("lan1-a", "lan2-a", TimeSpan.FromSeconds(60));
+        output.WriteLine($"lan1-a reached lan2-a by name {(DateTimeOffset.UtcNow - t0).TotalSeconds:0.0} s after start (rendezvous through the relays' DHT, then the name exchange), path {ping.Path} via {ping.Via}");
+        Assert.Equal("relay", ping.Path);
+        var status = await agents.StatusAsync("lan1-a");
+        Assert.Contains(status.GetProperty("peers").EnumerateArray(), p => p.GetProperty("name").GetString() == "lan2-a");
     }
 
     [RootFact]

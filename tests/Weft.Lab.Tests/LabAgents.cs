@@ -37,8 +37,12 @@ public sealed class LabAgents : IAsyncDisposable
 
     public LabWeft this[string node] => _running[node];
 
-    /// <summary>A node's YAML: the lab's relays (name → advertise address), legacy identity, the shared PSK.</summary>
-    public string Yaml(string node, IEnumerable<(string Name, string Address)> relays, string extra = "")
+    /// <summary>
+    /// A node's YAML: the lab's relays (name → advertise address), the shared PSK, and an identity: EdgeMesh's
+    /// name-derived one (legacy), or with <paramref name="persisted"/> a random key kept in the node's folder (then
+    /// nodes learn each other's names by discovery).
+    /// </summary>
+    public string Yaml(string node, IEnumerable<(string Name, string Address)> relays, string extra = "", bool persisted = false)
     {
         var sb = new StringBuilder();
         sb.AppendLine("apiVersion: agent.edgemesh.config.kubeedge.io/v1alpha1");
@@ -48,7 +52,8 @@ public sealed class LabAgents : IAsyncDisposable
         sb.AppendLine(CultureInfo.InvariantCulture, $"    nodeName: {node}");
         sb.AppendLine("    listenPort: 20006");
         sb.AppendLine(CultureInfo.InvariantCulture, $"    psk: {{enable: true, path: {Psk}}}");
-        sb.AppendLine("    identity: {mode: legacy}");
+        if (persisted) sb.AppendLine(CultureInfo.InvariantCulture, $"    identity: {{mode: persisted, keyFile: {Path.Combine(_dir, node + ".key")}}}");
+        else sb.AppendLine("    identity: {mode: legacy}");
         sb.AppendLine("    relayNodes:");
         foreach (var (name, address) in relays)
             sb.AppendLine(CultureInfo.InvariantCulture, $"    - {{nodeName: {name}, advertiseAddress: [{address}]}}");
@@ -135,6 +140,21 @@ public sealed class LabAgents : IAsyncDisposable
         var replies = Parse(stdout);
         if (replies.Count == 0) throw new InvalidOperationException($"{node}: weft ping {target} printed no reply: {stderr}");
         return replies;
+    }
+
+    /// <summary>Pings until one ping succeeds (the target may not be known by name yet); returns that reply.</summary>
+    public async Task<LabPing> WaitPingAsync(string node, string target, TimeSpan? deadline = null)
+    {
+        var until = DateTime.UtcNow + (deadline ?? Deadline);
+        string last = "";
+        while (DateTime.UtcNow < until)
+        {
+            var (_, stdout, stderr) = await _lab.ExecAsync(node, Weft("ping", target, "--json", "--count", "1", "--timeout", "3000"), Deadline);
+            var reply = Parse(stdout).FirstOrDefault();
+            if (reply is { Ok: true }) return reply;
+            last = reply?.Error ?? stderr.Trim();
+        }
+        throw new TimeoutException($"{node} could not reach {target} within {(deadline ?? Deadline).TotalSeconds:0} s; last: {last}");
     }
 
     /// <summary>Starts a long `weft ping --json` in the node's namespace; read its replies with <see cref="Parse"/>.</summary>

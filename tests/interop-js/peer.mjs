@@ -9,6 +9,12 @@
 //                 | perf --upload N --download M | sink --bytes N
 //        <multiaddr> may be a circuit address: <relay>/p2p/<relay id>/p2p-circuit/p2p/<target id>
 //   node peer.mjs sink-bench [--bytes N] [--runs K] [--proto sink|perf-up|perf-down|echo] [--in-process]
+//   listen also takes: [--mdns [--mdns-service NAME] [--mdns-interval-ms N]]
+//                      [--dht server|client [--dht-protocol P] [--bootstrap ADDR[,ADDR...]]]
+//   node peer.mjs mdns-bench [--runs N] [--gap-ms G] [--host IP] [--mdns-service NAME]   (inside a netns only)
+//   node peer.mjs dht3 [--host IP] [--seed S] [--dht-protocol P] [--deadline-s N]    three js DHT servers in one process
+//   node peer.mjs dht put KEY VALUE | get KEY | provide KEY | find-providers KEY | find-peer PEERID
+//        --bootstrap ADDR[,ADDR...] [--dht-mode client|server] [--dht-protocol P] [--seed S]   one-shot DHT operation
 //
 // Every machine-readable line on stdout starts with an upper-case keyword
 // followed by one space and either a multiaddr, a number or one line of JSON.
@@ -26,11 +32,17 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { generateKeyPair, generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { echo } from '@libp2p/echo'
 import { identify } from '@libp2p/identify'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
 
 const ECHO_PROTOCOL = '/echo/1.0.0'
 const PERF_PROTOCOL = '/perf/1.0.0'
@@ -46,6 +58,9 @@ const RESERVE_WAIT_MS = 20_000
 const DEFAULT_MAX_RESERVATIONS = 64
 const CIRCUIT = '/p2p-circuit'
 const STOP_GRACE_MS = 2_000
+const DHT_PROTOCOL = '/ipfs/kad/1.0.0'
+const DHT_NAMESPACE = 'weft'
+const DHT_TABLE_WAIT_MS = 15_000
 const MIB = 1024 * 1024
 
 // ---------------------------------------------------------------- output
@@ -145,7 +160,8 @@ function noiseFor (muxerInline) {
 // default limits (2 min, 128 KiB) or with none.
 async function makeNode ({
   listen, host = '127.0.0.1', port = 0, seed, pskFile, muxerInline = true, streamTimeoutMs,
-  relayClient = false, relayServer, maxReservations = DEFAULT_MAX_RESERVATIONS, extraListen = [], announce = false
+  relayClient = false, relayServer, maxReservations = DEFAULT_MAX_RESERVATIONS, extraListen = [], announce = false,
+  mdnsInit, dhtInit, autoStart = true
 }) {
   const privateKey = await privateKeyFor(seed)
   const init = {
@@ -175,6 +191,8 @@ async function makeNode ({
       })
     }
   }
+  if (mdnsInit != null) init.peerDiscovery = [mdns(mdnsInit)]
+  if (dhtInit != null) init.services.dht = dhtService(dhtInit)
   if (relayClient) init.transports.push(circuitRelayTransport())
   if (relayServer != null) {
     init.services.relay = circuitRelayServer({
@@ -207,7 +225,7 @@ async function makeNode ({
   watchIdentify(node)
   // PEER_ID comes first, before anything start() does (dialling a relay to reserve)
   if (announce) emit('PEER_ID', node.peerId.toString())
-  await node.start()
+  if (autoStart) await node.start()
   return node
 }
 
@@ -696,6 +714,184 @@ function circuitAddrs (node) {
   })
 }
 
+// ---------------------------------------------------------------- discovery: mDNS and kad-dht
+
+// The kad-dht service as the interop tests use it: every address is kept in
+// answers (the default mapper drops private ones, and the tests run on
+// loopback or in a lab of private addresses), /weft/ records are accepted
+// as opaque values (first wins, like Weft's), and queries do not wait for a
+// first self-query.
+function dhtService ({ mode = 'server', protocol = DHT_PROTOCOL }) {
+  return kadDHT({
+    protocol,
+    clientMode: mode === 'client',
+    peerInfoMapper: passthroughMapper,
+    validators: { [DHT_NAMESPACE]: async () => {} },
+    selectors: { [DHT_NAMESPACE]: () => 0 },
+    allowQueryWithZeroPeers: true
+  })
+}
+
+function mdnsFlags (flags) {
+  if (flags.mdns === undefined) return undefined
+  const init = {}
+  if (flags['mdns-service'] !== undefined) init.serviceTag = String(flags['mdns-service'])
+  if (flags['mdns-interval-ms'] !== undefined) init.interval = intFlag(flags, 'mdns-interval-ms')
+  return init
+}
+
+function dhtFlags (flags, fallbackMode) {
+  const mode = flags.dht ?? flags['dht-mode'] ?? fallbackMode
+  if (mode === undefined) return undefined
+  if (mode !== 'server' && mode !== 'client') throw new Error('--dht must be server or client')
+  return { mode, protocol: flags['dht-protocol'] === undefined ? DHT_PROTOCOL : String(flags['dht-protocol']) }
+}
+
+function bootstrapFlag (flags) {
+  if (flags.bootstrap === undefined) return []
+  if (flags.bootstrap === true) throw new Error('--bootstrap ADDR[,ADDR...] needs a value')
+  return String(flags.bootstrap).split(',').filter(x => x.length > 0).map(a => multiaddr(a))
+}
+
+// Prints MDNS_DISCOVERED {peerId, addrs} (and for DHT nodes DISCOVERED) for every peer:discovery event.
+function watchDiscovery (node, keyword) {
+  node.addEventListener('peer:discovery', (evt) => {
+    emit(keyword, { peerId: evt.detail.id.toString(), addrs: (evt.detail.multiaddrs ?? []).map(a => a.toString()) })
+  })
+}
+
+// Waits until the DHT routing table holds at least `count` peers.
+async function waitTable (node, count, ms = DHT_TABLE_WAIT_MS) {
+  const until = now() + ms
+  while (node.services.dht.routingTable.size < count) {
+    if (now() > until) throw new Error(`the DHT routing table has ${node.services.dht.routingTable.size} peers, wanted ${count}, after ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+// A provider key from the command line: a CID, or any other text standing for
+// the CID v1 raw of its sha2-256 (as EdgeMesh's rendezvous string does).
+async function contentKey (text) {
+  try { return CID.parse(text) } catch {}
+  return CID.createV1(raw.code, await sha256.digest(new TextEncoder().encode(text)))
+}
+
+// A record key from the command line: /NS/NAME as given, or NAME for /weft/NAME.
+function recordKey (text) {
+  return new TextEncoder().encode(text.startsWith('/') ? text : `/${DHT_NAMESPACE}/${text}`)
+}
+
+const peerJson = (p) => ({ peerId: p.id.toString(), addrs: (p.multiaddrs ?? []).map(a => a.toString()) })
+
+// mdns-bench: time from starting a node with mDNS to its first peer:discovery
+// (a responder must already run on the LAN). Each run is a fresh node; runs are
+// --gap-ms apart. Prints RESULT {runs, msMedian, msMin, msMax, ms:[...]}.
+async function mdnsBenchMode (flags) {
+  const runs = intFlag(flags, 'runs', 10)
+  const gap = intFlag(flags, 'gap-ms', 1500)
+  const host = flags.host === undefined ? '127.0.0.1' : String(flags.host)
+  const ms = []
+  for (let i = 0; i < runs; i++) {
+    const node = await makeNode({ listen: true, host, mdnsInit: mdnsFlags({ ...flags, mdns: true }), autoStart: false })
+    const first = new Promise((resolve) => node.addEventListener('peer:discovery', resolve, { once: true }))
+    const t0 = now()
+    await node.start()
+    await Promise.race([first, new Promise((resolve, reject) => setTimeout(() => reject(new Error('no discovery within 30 s')), 30_000).unref())])
+    ms.push(round(now() - t0))
+    await stopNode(node)
+    await new Promise((resolve) => setTimeout(resolve, gap))
+  }
+  const sorted = [...ms].sort((a, b) => a - b)
+  emit('RESULT', { runs, msMedian: sorted[Math.floor((sorted.length - 1) / 2)], msMin: sorted[0], msMax: sorted[sorted.length - 1], ms })
+}
+
+// dht3: three js kad-dht servers in one process, connected to each other (and
+// to --bootstrap peers). Prints DHT_NODE <addr>/p2p/<id> for each, then READY.
+async function dht3Mode (flags) {
+  const dl = deadlineMs(flags)
+  const dht = dhtFlags(flags, 'server')
+  const host = flags.host === undefined ? '127.0.0.1' : String(flags.host)
+  const seed = flags.seed === undefined ? undefined : String(flags.seed)
+  const nodes = []
+  for (let i = 0; i < 3; i++) {
+    nodes.push(await makeNode({ listen: true, host, seed: seed === undefined ? undefined : `${seed}-${i}`, dhtInit: dht, streamTimeoutMs: dl }))
+  }
+  const shutdown = async (reason, code = 0) => {
+    emit('STOPPING', reason)
+    await Promise.all(nodes.map(stopNode))
+    process.exit(code)
+  }
+  process.on('SIGTERM', () => { shutdown('SIGTERM') })
+  process.on('SIGINT', () => { shutdown('SIGINT') })
+  watchStdin(() => { shutdown('stdin closed') })
+  setTimeout(() => { shutdown('deadline') }, dl)
+  for (const n of nodes.slice(1)) await n.dial(nodes[0].getMultiaddrs()[0])
+  await nodes[2].dial(nodes[1].getMultiaddrs()[0])
+  for (const n of nodes) for (const b of bootstrapFlag(flags)) await n.dial(b)
+  for (const n of nodes) await waitTable(n, 2)
+  for (const n of nodes) emit('DHT_NODE', n.getMultiaddrs()[0].toString())
+  emit('READY', { peers: nodes.map(n => n.peerId.toString()), tables: nodes.map(n => n.services.dht.routingTable.size) })
+}
+
+// dht OP ...: one js kad-dht node (client mode unless --dht-mode server) joins
+// through --bootstrap, runs one operation and prints DHT_RESULT {json}.
+async function dhtOpMode (positional, flags) {
+  const [op, arg, value] = positional
+  const want = { put: 2, get: 1, provide: 1, 'find-providers': 1, 'find-peer': 1 }[op]
+  if (want === undefined || positional.length !== want + 1) throw new Error('usage: dht put KEY VALUE | get KEY | provide KEY | find-providers KEY | find-peer PEERID --bootstrap ADDR')
+  const bootstrap = bootstrapFlag(flags)
+  if (bootstrap.length === 0) throw new Error('--bootstrap ADDR[,ADDR...] is required')
+  const node = await makeNode({ listen: true, host: flags.host === undefined ? '127.0.0.1' : String(flags.host), seed: flags.seed, dhtInit: dhtFlags(flags, 'client') })
+  const timer = setTimeout(() => { emit('ERROR', 'DeadlineError: dht operation took too long'); process.exit(1) }, deadlineMs(flags))
+  try {
+    for (const b of bootstrap) await node.dial(b)
+    await waitTable(node, 1)
+    const dht = node.services.dht
+    const t0 = now()
+    let result
+    switch (op) {
+      case 'put': {
+        let responses = 0
+        for await (const ev of dht.put(recordKey(arg), new TextEncoder().encode(value))) if (ev.name === 'PEER_RESPONSE') responses++
+        result = { op, stored: responses }
+        break
+      }
+      case 'get': {
+        let found
+        for await (const ev of dht.get(recordKey(arg))) if (ev.name === 'VALUE' && found === undefined) found = { value: new TextDecoder().decode(ev.value), from: ev.from.toString() }
+        if (found === undefined) throw new Error(`no value for ${arg}`)
+        result = { op, ...found }
+        break
+      }
+      case 'provide': {
+        const cid = await contentKey(arg)
+        let sent = 0
+        for await (const ev of dht.provide(cid)) if (ev.name === 'PEER_RESPONSE' && ev.messageName === 'ADD_PROVIDER') sent++
+        result = { op, cid: cid.toString(), sent }
+        break
+      }
+      case 'find-providers': {
+        const cid = await contentKey(arg)
+        const providers = new Map()
+        for await (const ev of dht.findProviders(cid)) if (ev.name === 'PROVIDER') for (const p of ev.providers) providers.set(p.id.toString(), peerJson(p))
+        result = { op, cid: cid.toString(), providers: [...providers.values()] }
+        break
+      }
+      case 'find-peer': {
+        let found
+        for await (const ev of dht.findPeer(peerIdFromString(arg))) if (ev.name === 'FINAL_PEER' && found === undefined) found = peerJson(ev.peer)
+        if (found === undefined) throw new Error(`peer ${arg} not found`)
+        result = { op, ...found }
+        break
+      }
+    }
+    emit('DHT_RESULT', { ...result, ms: round(now() - t0), table: dht.routingTable.size })
+  } finally {
+    clearTimeout(timer)
+    await stopNode(node)
+  }
+}
+
 // listen, and relay (role === 'relay'): a relay is a listener that also runs
 // the circuit relay v2 server.
 async function listenMode (flags, role = 'listen') {
@@ -715,8 +911,13 @@ async function listenMode (flags, role = 'listen') {
     relayServer: relay ? relayLimitsFlag(flags) : undefined,
     maxReservations: intFlag(flags, 'max-reservations', DEFAULT_MAX_RESERVATIONS),
     extraListen: reserve != null ? [reserve.encapsulate(CIRCUIT).toString()] : [],
-    announce: true
+    announce: true,
+    mdnsInit: mdnsFlags(flags),
+    dhtInit: dhtFlags(flags)
   })
+  if (flags.mdns !== undefined) watchDiscovery(node, 'MDNS_DISCOVERED')
+  else if (node.services.dht != null) watchDiscovery(node, 'DISCOVERED')
+  for (const b of bootstrapFlag(flags)) await node.dial(b)
   let stopping = false
   const shutdown = async (reason, code = 0) => {
     if (stopping) return
@@ -901,8 +1102,17 @@ async function main () {
     case 'sink-bench':
       await sinkBenchMode(flags)
       break
+    case 'dht3':
+      await dht3Mode(flags)
+      return // keeps running until stopped
+    case 'dht':
+      await dhtOpMode(positional, flags)
+      break
+    case 'mdns-bench':
+      await mdnsBenchMode(flags)
+      break
     default:
-      throw new Error('usage: peer.mjs listen|relay|dial|sink-bench ... (see README.md)')
+      throw new Error('usage: peer.mjs listen|relay|dial|sink-bench|dht3|dht|mdns-bench ... (see README.md)')
   }
   process.exit(0)
 }

@@ -8,10 +8,30 @@ namespace Weft.Cli.Commands;
 /// <summary>`weft cloud --config PATH` (one replica) and `weft cloud token --config PATH NODE` (a node's hub token).</summary>
 public static class CloudCommands
 {
-    public const string Usage = "weft cloud --config PATH | weft cloud token --config PATH NODE_NAME";
+    public const string Usage = "weft cloud --config PATH | weft cloud token --config PATH NODE_NAME | weft cloud status --router URL";
 
     public static Task<int> DispatchAsync(string[] argv, ILoggerFactory loggers, CancellationToken ct) =>
-        argv.Length > 0 && argv[0] == "token" ? Task.FromResult(Token(argv[1..])) : RunAsync(argv, loggers, ct);
+        argv.Length > 0 && argv[0] == "token" ? Task.FromResult(Token(argv[1..]))
+        : argv.Length > 0 && argv[0] == "status" ? StatusAsync(argv[1..], ct)
+        : RunAsync(argv, loggers, ct);
+
+    /// <summary>A replica's /_weft/status as one JSON line (sessions, the nodes it owns, its directory's health).</summary>
+    public static async Task<int> StatusAsync(string[] argv, CancellationToken ct)
+    {
+        var a = Args.Parse(argv, Usage, ["--router"]);
+        var url = a.Get("--router") ?? throw new UsageException($"--router URL is required (a replica's router, e.g. http://127.0.0.1:9443)\nusage: {Usage}");
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https")) throw new UsageException($"--router {url}: not an http URL");
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        try
+        {
+            Console.WriteLine((await http.GetStringAsync(new Uri(uri, "/_weft/status"), ct).ConfigureAwait(false)).Trim());
+            return WeftCli.ExitOk;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+        {
+            throw new IOException($"no replica answers at {uri} ({ex.Message})");
+        }
+    }
 
     public static async Task<int> RunAsync(string[] argv, ILoggerFactory loggers, CancellationToken ct)
     {

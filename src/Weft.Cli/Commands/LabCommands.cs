@@ -11,7 +11,8 @@ public static class LabCommands
         weft lab up [--nat]                    build the lab (namespaces with NAT when root, else loopback) and leave it running
         weft lab status [--json]               nodes, their paths, services
         weft lab exec NODE -- CMD...           run a command in a node's network
-        weft lab chaos ACTION TARGET           kill-relay|restore-relay relay1|relay2, partition|heal lan1|lan2
+        weft lab chaos ACTION TARGET           kill-relay|restore-relay relay1|relay2, kill-cloud|restore-cloud cloud-a|cloud-b,
+                                               partition|heal lan1|lan2
         weft lab down                          remove everything the lab made
         """;
 
@@ -40,6 +41,7 @@ public static class LabCommands
                 Console.WriteLine("  weft lab exec lan1-a -- weft ping lan2-a --count 3");
                 Console.WriteLine("  weft lab exec lan1-a -- weft status");
                 Console.WriteLine("  weft lab chaos kill-relay relay1     (then ping again; restore-relay relay1 brings it back)");
+                Console.WriteLine("  weft lab exec relay1 -- curl -s http://10.250.0.30:9443/lan2-a/default/demo     (a cloud app's request, through lb and the replica that owns lan2-a)");
                 Console.WriteLine("  weft lab down");
                 return WeftCli.ExitOk;
             }
@@ -60,6 +62,12 @@ public static class LabCommands
                     Console.WriteLine($"  {n["name"],-8} {n["lan"],-5} {(n["relay"]!.GetValue<bool>() ? "relay" : "node"),-6} {(n["error"] is JsonNode e ? "error: " + e : paths)}");
                 }
                 foreach (var s in status["services"]!.AsArray()) Console.WriteLine($"  service {s!["name"]} {s["url"]}");
+                if (status["cloud"] is JsonObject cloud)
+                {
+                    Console.WriteLine($"  cloud via lb {cloud["lb"]}");
+                    foreach (var r in cloud["replicas"]!.AsArray())
+                        Console.WriteLine($"    {r!["name"],-8} {r["router"]} {(r["error"] is JsonNode e ? "error: " + e : "owns " + r["owns"]?.ToJsonString())}");
+                }
                 return WeftCli.ExitOk;
             }
             case "exec":
@@ -70,7 +78,7 @@ public static class LabCommands
             }
             case "chaos":
             {
-                if (rest.Length != 2) throw new UsageException("usage: weft lab chaos kill-relay|restore-relay relay1|relay2, or partition|heal lan1|lan2");
+                if (rest.Length != 2) throw new UsageException("usage: weft lab chaos kill-relay|restore-relay relay1|relay2, kill-cloud|restore-cloud cloud-a|cloud-b, or partition|heal lan1|lan2");
                 await runner.ChaosAsync(rest[0], rest[1], ct).ConfigureAwait(false);
                 return WeftCli.ExitOk;
             }

@@ -4,8 +4,11 @@ using Microsoft.Extensions.Logging;
 using Weft.Mesh.Identity;
 using Weft.P2P.AutoNat;
 using Weft.P2P.Dcutr;
+using Weft.P2P.Discovery;
 using Weft.P2P.Echo;
 using Weft.P2P.Host;
+using Weft.P2P.Kad;
+using Weft.P2P.Mdns;
 using Weft.P2P.Perf;
 using Weft.P2P.Ping;
 using Weft.P2P.Relay;
@@ -26,7 +29,8 @@ public static class P2PCommands
     public const string ServeUsage =
         "weft p2p serve [--listen MULTIADDR]... [--key PATH] [--psk PATH] [--reserve RELAY_MULTIADDR]... [--max-connections N]\n" +
         "               [--relay-service [--relay-limits default|off] [--relay-max-reservations N] [--relay-max-reservations-per-ip N]\n" +
-        "                                [--relay-max-circuits N] [--relay-max-circuits-per-peer N]]";
+        "                                [--relay-max-circuits N] [--relay-max-circuits-per-peer N]]\n" +
+        "               [--mdns] [--rendezvous NAME] [--dht client|server [--bootstrap MULTIADDR]...]";
 
     private static readonly string[] RelayCaps =
         ["--relay-max-reservations", "--relay-max-reservations-per-ip", "--relay-max-circuits", "--relay-max-circuits-per-peer"];
@@ -37,7 +41,7 @@ public static class P2PCommands
     public static async Task<int> ServeAsync(string[] argv, ILoggerFactory loggers, CancellationToken ct)
     {
         const string usage = ServeUsage;
-        var a = Args.Parse(argv, usage, ["--listen", "--key", "--psk", "--relay-limits", "--reserve", "--max-connections", .. RelayCaps], ["--relay-service"]);
+        var a = Args.Parse(argv, usage, ["--listen", "--key", "--psk", "--relay-limits", "--reserve", "--max-connections", "--rendezvous", "--dht", "--bootstrap", .. RelayCaps], ["--relay-service", "--mdns"]);
         if (a.Positionals.Count > 0) throw new UsageException($"unexpected argument '{a.Positionals[0]}'\nusage: {usage}");
         var problems = new List<string>();
         var listen = new List<Multiaddr>();
@@ -85,6 +89,7 @@ public static class P2PCommands
         var connLimits = limitsDefault with { MaxConnections = Cap("--max-connections", limitsDefault.MaxConnections) };
         if (a.Has("--relay-service") && relayOptions.MaxReservations > connLimits.MaxConnections)
             problems.Add($"--relay-max-reservations {relayOptions.MaxReservations} is more than --max-connections {connLimits.MaxConnections}: every reservation holds a connection; raise --max-connections");
+        var discovery = ParseDiscovery(a, problems);
         if (problems.Count > 0) throw new UsageException(string.Join("\n", problems) + $"\nusage: {usage}");
 
         Ed25519PrivateKey key;
@@ -120,6 +125,7 @@ public static class P2PCommands
             if (relayServer is not null)
                 output.Write($"relay service on, limits {(relayOptions.Limit.IsOff ? "off" : "default")}, reservations {relayOptions.MaxReservations} ({relayOptions.MaxReservationsPerIp} per IP), circuits {relayOptions.MaxCircuits} ({relayOptions.MaxCircuitsPerPeer} per peer)");
 
+            await using var found = await StartDiscoveryAsync(host, discovery, output).ConfigureAwait(false);
             var reservations = new RelayReservations(host, relays);
             await using (reservations.ConfigureAwait(false))
             {
@@ -148,24 +154,99 @@ public static class P2PCommands
         return WeftCli.ExitOk;
     }
 
+    /// <summary>What `serve` was asked to discover with.</summary>
+    private sealed record DiscoveryFlags(bool Mdns, string? Rendezvous, KadMode? Dht, IReadOnlyList<Multiaddr> Bootstrap);
+
+    private static DiscoveryFlags ParseDiscovery(Args a, List<string> problems)
+    {
+        KadMode? dht = a.Get("--dht") switch
+        {
+            null => null,
+            "client" => KadMode.Client,
+            "server" => KadMode.Server,
+            var other => Problem(problems, $"--dht {other}: expected 'client' (ask only) or 'server' (also answer, and be in others' tables)"),
+        };
+        var bootstrap = DhtCommands.ParseBootstrap(a.GetAll("--bootstrap"), problems);
+        if (bootstrap.Count > 0 && a.Get("--dht") is null) problems.Add("--bootstrap needs --dht client|server");
+        var rendezvous = a.Get("--rendezvous");
+        if (rendezvous is not null && !a.Has("--mdns") && a.Get("--dht") is null) problems.Add("--rendezvous needs --mdns or --dht");
+        if (rendezvous is "") problems.Add("--rendezvous must not be empty");
+        return new DiscoveryFlags(a.Has("--mdns"), rendezvous, dht, bootstrap);
+    }
+
+    private static KadMode? Problem(List<string> problems, string text)
+    {
+        problems.Add(text);
+        return null;
+    }
+
+    /// <summary>The discovery services `serve` runs; disposing stops them.</summary>
+    private sealed class DiscoveryServices : IAsyncDisposable
+    {
+        public MdnsService? Mdns { get; set; }
+        public KadDht? Dht { get; set; }
+        public RendezvousService? Rendezvous { get; set; }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Rendezvous is not null) await Rendezvous.DisposeAsync().ConfigureAwait(false);
+            if (Dht is not null) await Dht.DisposeAsync().ConfigureAwait(false);
+            if (Mdns is not null) await Mdns.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// mDNS (libp2p's service, or RENDEZVOUS.local with --rendezvous), the DHT, and with both --dht and --rendezvous
+    /// the DHT rendezvous; prints "discovered PEERID MULTIADDR" once per peer, whoever found it first.
+    /// </summary>
+    private static async Task<DiscoveryServices> StartDiscoveryAsync(Libp2pHost host, DiscoveryFlags flags, LineWriter output)
+    {
+        var services = new DiscoveryServices();
+        var printed = new HashSet<PeerId>();
+        void OnDiscovered(PeerDiscovery d)
+        {
+            lock (printed)
+                if (!printed.Add(d.Peer)) return;
+            var addr = d.Addresses.FirstOrDefault(x => !(x.TryGetTcpEndPoint(out var ep) && System.Net.IPAddress.IsLoopback(ep.Address))) ?? d.Addresses[0];
+            output.Write($"discovered {d.Peer} {addr}");
+        }
+        try
+        {
+            if (flags.Mdns)
+            {
+                services.Mdns = new MdnsService(host, flags.Rendezvous is null ? new MdnsOptions() : MdnsOptions.ForRendezvous(flags.Rendezvous));
+                services.Mdns.Discovered += OnDiscovered;
+                services.Mdns.Start();
+                output.Write($"mdns {services.Mdns.Options.ServiceName} on {(services.Mdns.Interfaces.Count == 0 ? "no interface" : string.Join(' ', services.Mdns.Interfaces.Select(i => i.Name)))}");
+                if (MdnsRecords.Response(services.Mdns.Self, host.AdvertisedAddresses, 120, services.Mdns.Options.MaxResponseSize) is null)
+                    await Console.Error.WriteLineAsync("weft: mDNS has nothing to announce (only loopback addresses); listen on a LAN address, e.g. --listen /ip4/0.0.0.0/tcp/4001").ConfigureAwait(false);
+            }
+            if (flags.Dht is { } mode)
+            {
+                services.Dht = new KadDht(host, new KadOptions { Mode = mode, BootstrapPeers = flags.Bootstrap, Validators = DhtCommands.Validators });
+                services.Dht.Refreshed += n => output.Write($"dht table {n} peers");
+                services.Dht.Start();
+                output.Write($"dht {mode.ToString().ToLowerInvariant()} {services.Dht.Options.Protocol}");
+                if (flags.Rendezvous is { } r)
+                {
+                    services.Rendezvous = new RendezvousService(host, services.Dht, new RendezvousOptions { Rendezvous = r });
+                    services.Rendezvous.Discovered += OnDiscovered;
+                    services.Rendezvous.Start();
+                    output.Write($"rendezvous {r} {services.Rendezvous.Key.ToCidString()}");
+                }
+            }
+            return services;
+        }
+        catch
+        {
+            await services.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
     private static string DescribePunch(DcutrResult r) => r.Succeeded
         ? string.Create(CultureInfo.InvariantCulture, $"direct {r.Peer} {r.Direct!.RemoteAddress} after {r.Elapsed.TotalMilliseconds:0.0} ms, {r.Attempts} attempt(s), relayed rtt {r.Rtt.TotalMilliseconds:0.000} ms")
         : $"relayed {r.Peer}: no direct connection after {r.Attempts} attempt(s): {r.Error}";
-
-    /// <summary>Whole lines to stdout, flushed at once, from any thread.</summary>
-    private sealed class LineWriter
-    {
-        private readonly Lock _gate = new();
-
-        public void Write(string line)
-        {
-            lock (_gate)
-            {
-                Console.Out.WriteLine(line);
-                Console.Out.Flush();
-            }
-        }
-    }
 
     private static bool TryParseAddr(string s, string what, List<string> problems, out Multiaddr addr)
     {

@@ -24,22 +24,29 @@ public sealed class HaproxyService : LabService
     private HaproxyService(IPAddress address, IReadOnlyList<HaproxyFrontend> frontends) : base("haproxy", address)
     {
         _program = Require("haproxy", "haproxy");
-        var ports = new Dictionary<string, int>(StringComparer.Ordinal);
+        var ports = frontends.ToDictionary(f => f.Name, _ => FreePort(address), StringComparer.Ordinal);
+        Ports = ports;
+        WriteFile("haproxy.cfg", Render(frontends, address, ports));
+    }
+
+    /// <summary>
+    /// The haproxy.cfg for <paramref name="frontends"/> bound on <paramref name="address"/> at the given ports (also
+    /// used by <c>weft lab</c>, which runs haproxy in its own namespace).
+    /// </summary>
+    public static string Render(IReadOnlyList<HaproxyFrontend> frontends, IPAddress address, IReadOnlyDictionary<string, int> ports)
+    {
         var cfg = new StringBuilder();
         cfg.Append("global\n  maxconn 4000\n\ndefaults\n  timeout connect 1s\n  timeout client 1h\n  timeout server 1h\n  timeout tunnel 1h\n")
            .Append("  retries 3\n  option redispatch 1\n\n");
         foreach (var f in frontends)
         {
-            var port = FreePort(address);
-            ports[f.Name] = port;
-            cfg.Append(CultureInfo.InvariantCulture, $"frontend fe_{f.Name}\n  mode {f.Mode}\n  bind {address}:{port}\n  default_backend be_{f.Name}\n\n");
+            cfg.Append(CultureInfo.InvariantCulture, $"frontend fe_{f.Name}\n  mode {f.Mode}\n  bind {address}:{ports[f.Name]}\n  default_backend be_{f.Name}\n\n");
             cfg.Append(CultureInfo.InvariantCulture, $"backend be_{f.Name}\n  mode {f.Mode}\n  balance roundrobin\n");
             for (var i = 0; i < f.Backends.Count; i++)
                 cfg.Append(CultureInfo.InvariantCulture, $"  server s{i} {f.Backends[i]} check inter 200ms fall 1 rise 1\n");
             cfg.Append('\n');
         }
-        Ports = ports;
-        WriteFile("haproxy.cfg", cfg.ToString());
+        return cfg.ToString();
     }
 
     /// <summary>Frontend name → port.</summary>

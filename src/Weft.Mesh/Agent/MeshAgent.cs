@@ -64,9 +64,12 @@ public sealed class MeshAgent : IAsyncDisposable
         Metrics = new MeshMetrics();
         Exporter = new Wire.Metrics.PrometheusExporter("Weft");
         Relays = new RelayManager(host, config.Tunnel.RelayManager, Metrics, loggers.CreateLogger("Weft.Mesh.Relays"));
-        Directory = new NodeDirectory(config.Tunnel.Identity.Mode, host.Time);
+        Directory = new NodeNames(config.Tunnel.Identity.Mode, host.Time, new Discovery.NodeDirectory());
         Dialer = new MeshDialer(host, Relays, new MeshDialerOptions(), loggers.CreateLogger("Weft.Mesh.Paths"));
         Tunnel = TunnelService.Register(host, config.NodeName, Dialer, TunnelOptionsOf(config.Tunnel), Metrics, loggers.CreateLogger("Weft.Mesh.Tunnel"), serve: !config.Tunnel.IsClientOnly);
+        Resume = config.Tunnel.Resume.Enable
+            ? Weft.Mesh.Resume.ResumeService.Register(host, Tunnel, Dialer, config.Tunnel.Resume, loggers.CreateLogger("Weft.Mesh.Resume"), serve: !config.Tunnel.IsClientOnly)
+            : null;
         PingService.Register(host);
         RelayClient.Register(host);
         _dcutr = config.Tunnel.HolePunching ? DcutrService.Register(host) : null;
@@ -80,6 +83,33 @@ public sealed class MeshAgent : IAsyncDisposable
                 if (l.Peer is { } p) Directory.Learn(l.NodeName, p, "config");
         };
         Relays.RelayDown += OnRelayDown;
+
+        // Discovery: mDNS in the LAN, the DHT rendezvous across LANs, and a name for every peer either finds.
+        Exchange = new Discovery.NodeNameExchange(host, new Discovery.NodeNameExchangeOptions
+        {
+            NodeName = config.NodeName,
+            Check = config.Tunnel.Identity.Mode == IdentityMode.Legacy ? Discovery.NodeNameCheck.LegacyIdentity : Discovery.NodeNameCheck.None,
+        }, Directory.Store);
+        var loopbackOnly = config.Tunnel.ListenInterfaces.Trim() == "lo";
+        if (config.Tunnel.Mdns)
+        {
+            Mdns = new P2P.Mdns.MdnsService(host, P2P.Mdns.MdnsOptions.ForRendezvous(config.Tunnel.Rendezvous));
+            Mdns.Discovered += OnDiscovered;
+            Exchange.Attach(Mdns);
+        }
+        Dht = new P2P.Kad.KadDht(host, new P2P.Kad.KadOptions
+        {
+            Mode = config.IsRelay ? P2P.Kad.KadMode.Server : P2P.Kad.KadMode.Client,
+            // Every node of a loopback lab shares 127.0.0.1: the per-IP cap would keep all but two out.
+            MaxPeersPerIpPerBucket = loopbackOnly ? 0 : new P2P.Kad.KadOptions().MaxPeersPerIpPerBucket,
+        });
+        Rendezvous = new P2P.Discovery.RendezvousService(host, Dht, new P2P.Discovery.RendezvousOptions
+        {
+            Rendezvous = config.Tunnel.Rendezvous,
+            FindInterval = config.Tunnel.FinderPeriod,
+        });
+        Rendezvous.Discovered += OnDiscovered;
+        Exchange.Attach(Rendezvous);
         Metrics.Observe(ObservePeers, ObservePaths, ObserveReservations, ObserveRelayRtt, ObserveRelayUp);
     }
 
@@ -87,12 +117,27 @@ public sealed class MeshAgent : IAsyncDisposable
     public MeshMetrics Metrics { get; }
     public Wire.Metrics.PrometheusExporter Exporter { get; }
     public RelayManager Relays { get; }
-    public NodeDirectory Directory { get; }
+    public NodeNames Directory { get; }
     public MeshDialer Dialer { get; }
     public TunnelService Tunnel { get; }
 
     /// <summary>The service proxy (modules.edgeProxy); null when it is off.</summary>
     public Proxy.ServiceProxy? Proxy { get; private set; }
+
+    /// <summary>EdgeMesh's node-name exchange (<c>/libp2p/tunnel-discovery/1.0.0</c>): names for the peers discovery finds.</summary>
+    public Discovery.NodeNameExchange Exchange { get; }
+
+    /// <summary>LAN discovery by multicast DNS (service name = the rendezvous string), when enabled.</summary>
+    public P2P.Mdns.MdnsService? Mdns { get; }
+
+    /// <summary>The Kademlia DHT: server on relays, client elsewhere; bootstraps from the connections it sees (the relays).</summary>
+    public P2P.Kad.KadDht Dht { get; }
+
+    /// <summary>Finds the other nodes under the rendezvous string (provider records), again and again.</summary>
+    public P2P.Discovery.RendezvousService Rendezvous { get; }
+
+    /// <summary>The resumable tunnel (proxied TCP that survives path failures), when enabled.</summary>
+    public Resume.ResumeService? Resume { get; }
     public DateTimeOffset StartedAt { get; }
     public AgentConfig Config { get { lock (_gate) return _config; } }
     public string NodeName => Config.NodeName;
@@ -144,6 +189,10 @@ public sealed class MeshAgent : IAsyncDisposable
             agent.ApplyRelayRole(config);
             agent.Relays.SetRelays(OtherRelays(config), reserve: !config.IsRelay, maxReservations: config.Tunnel.MaxCandidates);
             agent._autonat.Start();
+            agent.Exchange.Start();
+            agent.Mdns?.Start();
+            agent.Dht.Start();
+            if (config.Tunnel.Dht) agent.Rendezvous.Start();
             if (config.Proxy.Enable) agent.Proxy = Mesh.Proxy.ServiceProxy.Start(config.Proxy, config.NodeName, agent.Directory.Resolve, agent.Tunnel, host.Time, loggers);
             agent._loops.Add(Task.Run(() => agent.ProbePathsAsync(agent._stop.Token)));
             agent._loops.Add(Task.Run(() => agent.CheckRelayLoopAsync(agent._stop.Token)));
@@ -254,6 +303,7 @@ public sealed class MeshAgent : IAsyncDisposable
             }
         }
         Host.SetAddresses(AdvertiseSource, me?.Addresses ?? []);
+        Dht?.SetMode(me is not null ? P2P.Kad.KadMode.Server : P2P.Kad.KadMode.Client);
         if (me is not null) _relayCheckNow.Release1();
     }
 
@@ -349,6 +399,13 @@ public sealed class MeshAgent : IAsyncDisposable
         // The relay's connection is about to close and its circuits with it; nothing else to do: the next stream
         // to each affected peer takes the next relay (MeshDialer sees the relay is no longer live).
         Log.RelayFailover(_log, Relays.NameOf(relay) ?? relay.ToString(), Relays.Preferred is { } p ? Relays.NameOf(p) ?? p.ToString() : "none");
+    }
+
+    /// <summary>A peer found by mDNS or the DHT: remember where it is; one found in the LAN is worth a direct dial.</summary>
+    private void OnDiscovered(P2P.Discovery.PeerDiscovery d)
+    {
+        Host.Peers.AddAddresses(d.Peer, d.Addresses, Host.Time.GetUtcNow());
+        if (d.Source == P2P.Discovery.DiscoverySource.Mdns) Dialer.DirectMayWork(d.Peer);
     }
 
     private void OnPunch(DcutrResult r)
@@ -527,11 +584,16 @@ public sealed class MeshAgent : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         await _stop.CancelAsync().ConfigureAwait(false);
         try { await Task.WhenAll(_loops).ConfigureAwait(false); } catch (Exception) { /* loops end on cancel */ }
+        await Rendezvous.DisposeAsync().ConfigureAwait(false);
+        await Dht.DisposeAsync().ConfigureAwait(false);
+        if (Mdns is not null) await Mdns.DisposeAsync().ConfigureAwait(false);
+        await Exchange.DisposeAsync().ConfigureAwait(false);
         await Relays.DisposeAsync().ConfigureAwait(false);
         await _autonat.DisposeAsync().ConfigureAwait(false);
         _autonatServer.Dispose();
         _dcutr?.Dispose();
         if (Proxy is not null) await Proxy.DisposeAsync().ConfigureAwait(false);
+        Resume?.Dispose();
         Tunnel.Dispose();
         lock (_gate) _relayServer?.Dispose();
         await Host.DisposeAsync().ConfigureAwait(false);

@@ -144,6 +144,9 @@ public sealed record TunnelConfig
     /// <summary>Find peers in the LAN by multicast DNS.</summary>
     public bool Mdns { get; init; } = true;
 
+    /// <summary>Find nodes across LANs through the DHT rendezvous (the relays are the DHT's servers).</summary>
+    public bool Dht { get; init; } = true;
+
     /// <summary>Punch holes (DCUtR) to turn relayed connections into direct ones.</summary>
     public bool HolePunching { get; init; } = true;
 
@@ -152,6 +155,9 @@ public sealed record TunnelConfig
     /// link-local ranges, so no peer reaches the admin API or a cloud metadata service through it.
     /// </summary>
     public IReadOnlyList<System.Net.IPNetwork> DeniedTargets { get; init; } = Tunnel.TunnelOptions.DefaultDeniedTargets;
+
+    /// <summary>The resumable tunnel for proxied TCP between Weft nodes (Weft's <c>resume</c>).</summary>
+    public Resume.ResumeOptions Resume { get; init; } = new();
 
     public bool IsClientOnly => string.Equals(Mode, "ClientOnly", StringComparison.OrdinalIgnoreCase);
 }

@@ -222,6 +222,21 @@ public static class AgentConfigLoader
         if (s.Bool("enableIpfsLog") == true) warnings.Add("enableIpfsLog: use --log-level debug for Weft's connection logs");
 
         var relays = ReadRelays(s, listenPort, problems);
+        var resume = t.Resume;
+        if (s.Section("resume") is { } rs2)
+        {
+            resume = new Resume.ResumeOptions
+            {
+                Enable = rs2.Bool("enable") ?? resume.Enable,
+                ResendBufferBytes = rs2.Int("resendBufferBytes", 64 * 1024, 256 * 1024 * 1024) ?? resume.ResendBufferBytes,
+                ResendBufferBytesPerPeer = rs2.Int("resendBufferBytesPerPeer", 64 * 1024, int.MaxValue) ?? resume.ResendBufferBytesPerPeer,
+                Grace = rs2.Duration("grace", TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), TimeSpan.FromSeconds(1)) ?? resume.Grace,
+                MaxSessions = rs2.Int("maxSessions", 1, 1_000_000) ?? resume.MaxSessions,
+                MaxSessionsPerPeer = rs2.Int("maxSessionsPerPeer", 1, 1_000_000) ?? resume.MaxSessionsPerPeer,
+            };
+            if (resume.ResendBufferBytesPerPeer < resume.ResendBufferBytes)
+                problems.Add(Path(rs2, "resendBufferBytesPerPeer"), rs2.Node, "must be at least resendBufferBytes");
+        }
         var denied = t.DeniedTargets;
         if (s.Strings("deniedTargets") is { } cidrs)
         {
@@ -254,8 +269,10 @@ public static class AgentConfigLoader
             RelayService = rs,
             OfferRelay = s.Bool("offerRelay") ?? t.OfferRelay,
             Mdns = s.Bool("mdns") ?? t.Mdns,
+            Dht = s.Bool("dht") ?? t.Dht,
             HolePunching = s.Bool("holePunching") ?? t.HolePunching,
             DeniedTargets = denied,
+            Resume = resume,
         };
     }
 

@@ -230,11 +230,11 @@ public sealed class RelayManager : IAsyncDisposable
             _metrics.Failovers.Add(1);
         }
         Log.RelayDead(_log, link.Node.NodeName, why);
+        Reevaluate();
         if (link.Peer is { } p)
         {
             try { RelayDown?.Invoke(p); } catch (Exception ex) { Log.HandlerFailed(_log, "relay-down", ex.Message); }
         }
-        Reevaluate();
     }
 
     private void RaiseChanged()

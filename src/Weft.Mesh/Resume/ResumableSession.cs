@@ -48,14 +48,19 @@ internal sealed class ResumableSession
     private readonly ILogger _log;
     private readonly object _gate = new();
     private readonly List<Chunk> _chunks = [];
-    private readonly SemaphoreSlim _deliver = new(1, 1);
+    private readonly List<Chunk> _inbox = [];              // received, not yet written to the socket
+    private readonly SemaphoreSlim _inboxSignal = new(0, 1);
     private readonly TaskCompletionSource _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
     private SemaphoreSlim _wake = new(0, 1);
     private TaskCompletionSource _room = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private long _bufferStart, _sent, _finOffset = -1, _received;
+    private long _bufferStart, _sent, _finOffset = -1;
+    private long _queued;            // bytes of the other side's stream received (in the inbox or written to the socket)
+    private long _received;          // of those, written to the socket: what is acknowledged
+    private long _remoteFinAt = -1;  // where the other side's FIN came (once it did)
     private bool _localFin, _finAcked, _remoteFin, _ended;
     private Attachment? _current;
+    private readonly List<Attachment> _attachments = [];
     private int _generation;
     private long _detachedAt;
     private Task _reattach = Task.CompletedTask;
@@ -93,10 +98,22 @@ internal sealed class ResumableSession
 
     public long Buffered { get { lock (_gate) return _sent - _bufferStart; } }
 
-    public long Received { get { lock (_gate) return _received; } }
+    /// <summary>Bytes of the other side's stream this side holds (written to the socket or waiting to be): where it resumes.</summary>
+    public long Received { get { lock (_gate) return _queued; } }
 
-    /// <summary>Starts reading the local socket. Call once, after the first attachment.</summary>
-    public void Start() => _ = Task.Run(SocketReaderAsync);
+    /// <summary>
+    /// Most bytes waiting in the inbox. The other side never has more than its resend buffer unacknowledged and we
+    /// acknowledge only what reached the socket, so a well-behaved peer stays under its resend buffer; twice that is
+    /// a violation.
+    /// </summary>
+    private long MaxInbox => 2L * _owner.Options.ResendBufferBytes + ResumeFrame.MaxPayload;
+
+    /// <summary>Starts reading the local socket and writing to it. Call once, after the first attachment.</summary>
+    public void Start()
+    {
+        _ = Task.Run(SocketReaderAsync);
+        _ = Task.Run(DeliverAsync);
+    }
 
     // ------------------------------------------------------------------ attachments
 
@@ -125,6 +142,8 @@ internal sealed class ResumableSession
             if (_current is not null) throw new InvalidOperationException("attach while attached");
             att = new Attachment(stream, connection, ++_generation, peerReceived);
             _current = att;
+            _attachments.RemoveAll(a => a.Loops.IsCompleted);
+            _attachments.Add(att);
             if (_detachedAt != 0)
             {
                 Reattachments++;
@@ -132,9 +151,19 @@ internal sealed class ResumableSession
                 _detachedAt = 0;
             }
         }
-        att.Loops = Task.WhenAll(Task.Run(() => WriterAsync(att)), Task.Run(() => ReaderAsync(att)));
+        // The stream is disposed (its pooled buffers returned) only once both loops are done with it: the reader may
+        // still be sending a slice of its input to the socket after the stream was reset.
+        att.Loops = Task.WhenAll(Task.Run(() => WriterAsync(att)), Task.Run(() => ReaderAsync(att)))
+            .ContinueWith(_ => att.Stream.DisposeAsync().AsTask(), TaskScheduler.Default).Unwrap();
         Wake();
         return true;
+    }
+
+    /// <summary>Completes when the loops of the attachment on <paramref name="stream"/> (if any) are done with it.</summary>
+    public Task Released(YamuxStream stream)
+    {
+        lock (_gate)
+            return _attachments.FirstOrDefault(a => a.Stream == stream)?.Loops ?? Task.CompletedTask;
     }
 
     /// <summary>
@@ -156,7 +185,7 @@ internal sealed class ResumableSession
             old.Stream.Reset();
             try { await old.Loops.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); } catch (Exception) { /* gone */ }
         }
-        lock (_gate) return _received;
+        lock (_gate) return _queued;
     }
 
     /// <summary>The stream of <paramref name="att"/> failed or ended early: let go of it and wait for (or start) a new one.</summary>
@@ -291,7 +320,8 @@ internal sealed class ResumableSession
                 lock (_gate)
                 {
                     if (_current != att) return;
-                    // DATA from the resend buffer, up to 256 KiB per flush.
+                    // DATA from the resend buffer, up to 256 KiB per flush (what the peer acknowledged it has).
+                    if (att.SendPos < _bufferStart) att.SendPos = _bufferStart;
                     var budget = 4 * ChunkSize;
                     while (att.SendPos < _sent && budget > 0)
                     {
@@ -417,30 +447,26 @@ internal sealed class ResumableSession
         {
             case ResumeFrameType.Data:
             {
-                // Under the delivery lock: after a move the old stream's reader may still be finishing a delivery.
-                await _deliver.WaitAsync(ct).ConfigureAwait(false);
-                try
+                // Into the inbox, never straight to the socket: a socket that does not take data must not hold up
+                // the ACKs behind this frame (they are what frees the other direction).
+                lock (_gate)
                 {
-                    long received;
-                    lock (_gate) received = _received;
+                    if (_ended) return false;
                     var start = (long)frame.Offset;
-                    if (start > received) throw new ProtocolViolationException("tunnel-resume", $"DATA at {start} leaves a gap after {received}");
+                    if (start > _queued) throw new ProtocolViolationException("tunnel-resume", $"DATA at {start} leaves a gap after {_queued}");
                     var payload = frame.Payload;
-                    var skip = received - start;
-                    if (skip >= payload.Length) return true; // already delivered before a move: drop it
+                    var skip = _queued - start;
+                    if (skip >= payload.Length) return true; // held already (sent again after a move): drop it
                     payload = payload.Slice(skip);
-                    foreach (var segment in payload)
-                    {
-                        var sent = 0;
-                        while (sent < segment.Length) sent += await _socket.SendAsync(segment[sent..], SocketFlags.None, ct).ConfigureAwait(false);
-                    }
-                    lock (_gate) _received += payload.Length;
+                    var length = (int)payload.Length;
+                    if (_queued - _received + length > MaxInbox)
+                        throw new ProtocolViolationException("tunnel-resume", $"the other side sent {_queued - _received + length} bytes past what was acknowledged (at most {MaxInbox})");
+                    var buffer = ArrayPool<byte>.Shared.Rent(length);
+                    payload.CopyTo(buffer);
+                    _inbox.Add(new Chunk(_queued, buffer, length));
+                    _queued += length;
                 }
-                finally
-                {
-                    _deliver.Release();
-                }
-                Wake();
+                Signal(_inboxSignal);
                 return true;
             }
             case ResumeFrameType.Ack:
@@ -475,12 +501,10 @@ internal sealed class ResumableSession
             {
                 lock (_gate)
                 {
-                    if ((long)frame.Offset != _received) throw new ProtocolViolationException("tunnel-resume", $"FIN at {frame.Offset} but {_received} bytes arrived");
-                    if (_remoteFin) return true;
-                    _remoteFin = true;
+                    if ((long)frame.Offset != _queued) throw new ProtocolViolationException("tunnel-resume", $"FIN at {frame.Offset} but {_queued} bytes arrived");
+                    _remoteFinAt = _queued;
                 }
-                try { _socket.Shutdown(SocketShutdown.Send); } catch (SocketException) { /* the app is gone: the socket reader reports it */ }
-                Wake();
+                Signal(_inboxSignal);
                 return true;
             }
             case ResumeFrameType.Reset:
@@ -492,6 +516,59 @@ internal sealed class ResumableSession
     }
 
     private bool IsEnded { get { lock (_gate) return _ended; } }
+
+    private static void Signal(SemaphoreSlim s)
+    {
+        try { if (s.CurrentCount == 0) s.Release(); } catch (SemaphoreFullException) { } catch (ObjectDisposedException) { }
+    }
+
+    /// <summary>Inbox → socket, in order, for the session's lifetime; each byte written is then acknowledged.</summary>
+    private async Task DeliverAsync()
+    {
+        var ct = _stop.Token;
+        try
+        {
+            while (true)
+            {
+                Chunk? next;
+                var finNow = false;
+                lock (_gate)
+                {
+                    if (_ended) return;
+                    next = _inbox.Count > 0 ? _inbox[0] : null;
+                    if (next is null && _remoteFinAt >= 0 && _remoteFinAt == _received && !_remoteFin) finNow = true;
+                }
+                if (finNow)
+                {
+                    try { _socket.Shutdown(SocketShutdown.Send); } catch (SocketException) { /* the app is gone: the socket reader reports it */ }
+                    lock (_gate) _remoteFin = true;
+                    Wake();
+                    continue;
+                }
+                if (next is null)
+                {
+                    await _inboxSignal.WaitAsync(ct).ConfigureAwait(false);
+                    continue;
+                }
+                var sent = 0;
+                while (sent < next.Length) sent += await _socket.SendAsync(next.Buffer.AsMemory(sent, next.Length - sent), SocketFlags.None, ct).ConfigureAwait(false);
+                lock (_gate)
+                {
+                    _inbox.RemoveAt(0);
+                    _received += next.Length;
+                }
+                ArrayPool<byte>.Shared.Return(next.Buffer);
+                Wake(); // the writer acknowledges it
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
+        {
+            Reset($"the local connection failed: {ex.Message}", sendReset: true);
+        }
+    }
 
     /// <summary>Both directions finished and acknowledged: close cleanly.</summary>
     private void CheckDone(Attachment att)
@@ -563,6 +640,8 @@ internal sealed class ResumableSession
         {
             chunks = [.. _chunks];
             _chunks.Clear();
+            foreach (var c in _inbox) ArrayPool<byte>.Shared.Return(c.Buffer);
+            _inbox.Clear();
         }
         long freed = 0;
         foreach (var c in chunks)

@@ -109,8 +109,16 @@ public sealed class ResumeService : IDisposable
     /// <summary>Resumable connections open now.</summary>
     public int Count => _sessions.Count;
 
-    /// <summary>Moves of all connections so far (for status and tests).</summary>
-    public int Moves => _sessions.Values.Sum(s => s.Reattachments);
+    /// <summary>Connections resumed on a new stream after their path died (client side).</summary>
+    public long Resumed => Interlocked.Read(ref _resumed);
+
+    /// <summary>Connections moved to a better path (client side).</summary>
+    public long Moved => Interlocked.Read(ref _moved);
+
+    private long _resumed, _moved;
+
+    /// <summary>Raised (client side) when a connection moved to a better path, with the new connection.</summary>
+    public event Action<Connection>? ConnectionMoved;
 
     public static ResumeService Register(Libp2pHost host, TunnelService tunnel, MeshDialer dialer, ResumeOptions options, ILogger log, bool serve = true)
     {
@@ -265,6 +273,7 @@ public sealed class ResumeService : IDisposable
                 case ResumeStatus.Ok:
                     if (session.Attach(stream, on, (long)welcome.Received))
                     {
+                        if (conn is null) Interlocked.Increment(ref _resumed);
                         Log.Resumed(_log, session.IdText, session.Node, on.IsRelayed ? "relay" : "direct");
                         return null;
                     }
@@ -328,7 +337,9 @@ public sealed class ResumeService : IDisposable
             if (failure is not null) s.Reset($"no path to resume on after a move ({failure})", sendReset: false);
             return;
         }
+        Interlocked.Increment(ref _moved);
         Metrics.Moves.Add(1, new KeyValuePair<string, object?>("cause", "better"));
+        try { ConnectionMoved?.Invoke(to); } catch (Exception ex) { Log.MoveFailed(_log, s.IdText, "moved handler: " + ex.Message); }
         Log.Moved(_log, s.IdText, s.Node, to.IsRelayed ? "relay" : "direct");
     }
 
@@ -400,8 +411,9 @@ public sealed class ResumeService : IDisposable
             Metrics.Moves.Add(1, new KeyValuePair<string, object?>("cause", "resumed"));
         }
         // The host disposes the stream when this handler returns: stay while the session lives on this stream (a move
-        // or a lost path resets it, which completes it).
+        // or a lost path resets it, which completes it) and until the session's loops are done with it.
         await Task.WhenAny(session.Completion, stream.Completion).ConfigureAwait(false);
+        await session.Released(stream).ConfigureAwait(false);
     }
 
     private static async Task AnswerAsync(YamuxStream stream, ResumeStatus status, ulong received, string? reason, CancellationToken ct, bool complete = true)

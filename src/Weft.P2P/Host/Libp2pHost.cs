@@ -668,8 +668,9 @@ public sealed class Libp2pHost : IAsyncDisposable
     {
         if (peer == PeerId) throw new ArgumentException("cannot dial ourselves", nameof(peer));
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        if (GetConnection(peer) is { } existing) return existing;
         var known = addrs.Count > 0 ? addrs : Peers.Get(peer)?.Addresses ?? [];
+        // An open connection is reused, except a relayed one when we are asked to dial direct addresses (an upgrade).
+        if (GetConnection(peer) is { } existing && (!existing.IsRelayed || addrs.Count == 0 || addrs.All(a => a.IsCircuit))) return existing;
         var tcs = new TaskCompletionSource<Connection>(TaskCreationOptions.RunContinuationsAsynchronously);
         var pending = _pendingDials.GetOrAdd(peer, tcs.Task);
         if (pending == tcs.Task)

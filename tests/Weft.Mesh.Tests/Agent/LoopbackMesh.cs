@@ -46,15 +46,18 @@ public sealed class LoopbackMesh : IAsyncDisposable
             Identity = new IdentityConfig { Mode = IdentityMode.Legacy },
             Psk = new PskConfig { Enable = false },
             HolePunching = false,
+            Mdns = false, // multicast would leave on the machine's real interfaces: tests keep to 127.0.0.0/8
             DeniedTargets = [],
-            RelayManager = new RelayManagerConfig { ProbeInterval = TimeSpan.FromMilliseconds(100), DeadAfter = TimeSpan.FromMilliseconds(500) },
+            // Several agents share this process's thread pool with the test's own traffic: a generous deadAfter keeps a busy
+            // moment from looking like a dead relay (a stopped relay is seen at once: its connections close).
+            RelayManager = new RelayManagerConfig { ProbeInterval = TimeSpan.FromMilliseconds(250), DeadAfter = TimeSpan.FromSeconds(3) },
         };
         return new AgentConfig { NodeName = name, Tunnel = tweak?.Invoke(tunnel) ?? tunnel, Admin = new AdminConfig { Enable = false } };
     }
 
     public async Task<MeshAgent> StartAsync(string name, Func<TunnelConfig, TunnelConfig>? tweak = null)
     {
-        var agent = await MeshAgent.StartAsync(Config(name, tweak), NullLoggerFactory.Instance);
+        var agent = await MeshAgent.StartAsync(Config(name, tweak), FileLog.Create());
         _agents[name] = agent;
         return agent;
     }
