@@ -68,6 +68,20 @@ public sealed class ProxyLabTests(ITestOutputHelper output)
             foreach (var n in (string[])["lan1-a", "lan2-a", "lan2-b"])
                 await agents.WaitStatusAsync(n, s => LabAgents.RelayReserved(s, "relay1"), "a reservation on relay1");
 
+            // The tunnel paths first (each `weft ping` opens a new stream on the best path), so that the calls below
+            // measure the proxy, not the first dial to each node.
+            foreach (var node in (string[])["lan2-a", "lan2-b"])
+            {
+                var until = DateTime.UtcNow + LabAgents.Deadline;
+                while (true)
+                {
+                    var ping = Assert.Single(await agents.PingAsync("lan1-a", node, count: 1, timeoutMs: 10_000));
+                    output.WriteLine($"first tunnel stream lan1-a -> {node}: {(ping.Ok ? "ok" : ping.Error)}, opened in {ping.OpenMs:0.0} ms, {ping.Path} {ping.Via}");
+                    if (ping.Ok) break;
+                    Assert.True(DateTime.UtcNow < until, $"no tunnel stream from lan1-a to {node} within {LabAgents.Deadline.TotalSeconds:0} s");
+                }
+            }
+
             // The service as `weft status --json` shows it on lan1-a: a URL on lan1-a's own service address.
             var status = await agents.StatusAsync("lan1-a");
             var demoView = status.GetProperty("services").EnumerateArray().Single(s => s.GetProperty("name").GetString() == "demo");
@@ -106,6 +120,13 @@ public sealed class ProxyLabTests(ITestOutputHelper output)
                 output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"lan1-a -> {peer.GetProperty("name")}: {peer.GetProperty("kind")} {peer.GetProperty("via")}"));
             foreach (var node in (string[])["lan2-a", "lan2-b"])
                 Assert.Equal(path, after.GetProperty("peers").EnumerateArray().Single(p => p.GetProperty("name").GetString() == node).GetProperty("kind").GetString());
+        }
+        catch
+        {
+            // The caller's agent log says which endpoint failed and why.
+            try { output.WriteLine("lan1-a agent log:\n" + agents["lan1-a"].Stdout + agents["lan1-a"].Stderr); }
+            catch (KeyNotFoundException) { /* it did not start */ }
+            throw;
         }
         finally
         {
