@@ -72,8 +72,8 @@ try
     string Url(JsonNode s, string name) => (string)s["services"]!.AsArray().Single(x => (string)x!["name"]! == name)!["url"]!;
     var proxiedLan1 = Url(status, "demo-lan1");
     var proxiedLan2 = Url(status, "demo-lan2");
-    await CallAsync("get", proxiedLan1, "--count", "20");
-    await CallAsync("get", proxiedLan2, "--count", "20");
+    await WarmAsync(proxiedLan1);
+    await WarmAsync(proxiedLan2);
     status = await WaitStatusAsync(s => PathTo(s, "lan1-b") == "direct", "a direct path to lan1-b", TimeSpan.FromSeconds(60));
     var paths = $"lan1-a -> lan1-b: {PathTo(status, "lan1-b")}, lan1-a -> lan2-a: {PathTo(status, "lan2-a")}";
     Say(paths);
@@ -151,6 +151,19 @@ async Task<JsonNode> WaitStatusAsync(Func<JsonNode, bool> condition, string what
 
 static string? PathTo(JsonNode status, string node) =>
     status["peers"]!.AsArray().FirstOrDefault(p => (string?)p!["name"] == node) is { } p ? (string?)p["kind"] + ((string?)p["via"] is { } v ? " via " + v : "") : null;
+
+// Opens the path to the endpoint (the first dial to a node may fail or be slow); retried for up to a minute.
+async Task WarmAsync(string url)
+{
+    var until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+    while (true)
+    {
+        var (code, stdout, err) = await lab.ExecAsync("lan1-a", Weft("demo-call", "get", url, "--count", "20"), TimeSpan.FromMinutes(2));
+        if (code == 0) return;
+        Say($"warm-up of {url} failed, trying again: {stdout.Trim()} {err.Trim()}");
+        if (DateTime.UtcNow > until) throw new InvalidOperationException($"{url} did not answer within a minute: {stdout}{err}");
+    }
+}
 
 async Task<JsonNode> CallAsync(params string[] a)
 {
