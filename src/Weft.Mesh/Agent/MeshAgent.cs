@@ -515,17 +515,27 @@ public sealed class MeshAgent : IAsyncDisposable
                 var circuits = _agent.Relays.Ranked.Take(4)
                     .SelectMany(r => _agent.Relays.RelayAddresses(r).Take(1))
                     .Select(a => a.Encapsulate("/p2p-circuit"));
-                Discovered?.Invoke(d with { Addresses = d.Addresses.Concat(circuits).Distinct().ToList() });
+                Discovered?.Invoke(d with { Addresses = _agent.Reachable(d.Addresses).Concat(circuits).Distinct().ToList() });
             };
         }
 
         public event Action<P2P.Discovery.PeerDiscovery>? Discovered;
     }
 
+    /// <summary>
+    /// A remote peer's addresses we could dial: its loopback ones only lead back to ourselves (unless this whole mesh
+    /// lives on loopback, as in a lab without root).
+    /// </summary>
+    private IEnumerable<Multiaddr> Reachable(IEnumerable<Multiaddr> addresses)
+    {
+        var loopbackMesh = Host.ListenAddresses.All(a => a.TryGetTcpEndPoint(out var ep) && ep is not null && System.Net.IPAddress.IsLoopback(ep.Address));
+        return loopbackMesh ? addresses : addresses.Where(a => a.IsCircuit || !a.TryGetTcpEndPoint(out var ep) || ep is null || !System.Net.IPAddress.IsLoopback(ep.Address));
+    }
+
     /// <summary>A peer found by mDNS or the DHT: remember where it is; one found in the LAN is worth a direct dial.</summary>
     private void OnDiscovered(P2P.Discovery.PeerDiscovery d)
     {
-        Host.Peers.AddAddresses(d.Peer, d.Addresses, Host.Time.GetUtcNow());
+        Host.Peers.AddAddresses(d.Peer, Reachable(d.Addresses), Host.Time.GetUtcNow());
         if (d.Source == P2P.Discovery.DiscoverySource.Mdns) Dialer.DirectMayWork(d.Peer);
     }
 
