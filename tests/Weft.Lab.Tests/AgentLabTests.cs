@@ -203,6 +203,27 @@ public sealed class AgentLabTests(ITestOutputHelper output)
     }
 
     [RootFact]
+    public async Task With_no_relay_configured_a_public_node_offers_itself_and_the_others_find_and_use_it()
+    {
+        await using var lab = await NatLab.CreateAsync(Options());
+        await using var agents = new LabAgents(lab);
+        // No relayNodes anywhere: relay1 and relay2 are plain nodes on the public segment that may offer relaying;
+        // everyone knows them only as bootstrap peers (the DHT's way in).
+        const string Bootstrap = "bootstrapPeers: [10.250.0.1, 10.250.0.2]";
+        await Task.WhenAll(((string[])["relay1", "relay2"]).Select(n => agents.StartAsync(n, agents.Yaml(n, [], Bootstrap + "\nofferRelay: true", persisted: true))));
+        await Task.WhenAll(((string[])["lan1-a", "lan2-a"]).Select(n => agents.StartAsync(n, agents.Yaml(n, [], Bootstrap + "\nholePunching: false", persisted: true))));
+
+        var s1 = await agents.WaitStatusAsync("relay1", s => s.GetProperty("relayRole").GetProperty("serving").GetBoolean(), "relay1 offering itself (AutoNAT: public)", TimeSpan.FromSeconds(60));
+        Assert.False(s1.GetProperty("relayRole").GetProperty("configured").GetBoolean());
+        var s2 = await agents.WaitStatusAsync("lan1-a", s => s.GetProperty("relays").EnumerateArray().Count(r => r.GetProperty("reserved").GetBoolean()) >= 2,
+            "reservations on the two offered relays", TimeSpan.FromSeconds(60));
+        output.WriteLine("lan1-a found the offered relays: " + string.Join(", ", s2.GetProperty("relays").EnumerateArray().Select(r => r.GetProperty("name").GetString())));
+        var ping = await agents.WaitPingAsync("lan1-a", "lan2-a", TimeSpan.FromSeconds(60));
+        Assert.Equal("relay", ping.Path);
+        output.WriteLine($"lan1-a -> lan2-a by name through offered relay {ping.Via}: {ping.RttMs:0.000} ms");
+    }
+
+    [RootFact]
     public async Task A_relay_with_a_wrong_advertise_address_says_so()
     {
         await using var lab = await NatLab.CreateAsync(Options());

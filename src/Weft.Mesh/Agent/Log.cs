@@ -40,6 +40,15 @@ internal static partial class Log
     [LoggerMessage(2311, LogLevel.Warning, "Agent: {Handler} handler failed: {Error}")]
     public static partial void HandlerFailed(ILogger logger, string handler, string error);
 
+    [LoggerMessage(2313, LogLevel.Information, "Offering this node as a relay (AutoNAT: public at {Addresses})")]
+    public static partial void RelayOffered(ILogger logger, string addresses);
+
+    [LoggerMessage(2314, LogLevel.Information, "Relay finder: {Relay} ({Peer}) offers relaying at {Addresses}")]
+    public static partial void RelayDiscovered(ILogger logger, string relay, string peer, string addresses);
+
+    [LoggerMessage(2315, LogLevel.Debug, "Bootstrap peer {Address} unreachable: {Error}")]
+    public static partial void BootstrapFailed(ILogger logger, string address, string error);
+
     [LoggerMessage(2312, LogLevel.Error, "Config change rejected, keeping the running configuration:\n{Problems}")]
     public static partial void ConfigRejected(ILogger logger, string problems);
 }

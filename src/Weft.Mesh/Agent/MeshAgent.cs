@@ -109,7 +109,15 @@ public sealed class MeshAgent : IAsyncDisposable
             FindInterval = config.Tunnel.FinderPeriod,
         });
         Rendezvous.Discovered += OnDiscovered;
-        Exchange.Attach(Rendezvous);
+        Exchange.Attach(new ThroughRelays(Rendezvous, this));
+        RelayFinder = new P2P.Discovery.RendezvousService(host, Dht, new P2P.Discovery.RendezvousOptions
+        {
+            Rendezvous = config.Tunnel.Rendezvous + RelaysRendezvousSuffix,
+            Advertise = false,
+            FindInterval = config.Tunnel.FinderPeriod,
+        });
+        RelayFinder.Discovered += OnRelayFound;
+        _autonat.ReachabilityChanged += OnReachability;
         Metrics.Observe(ObservePeers, ObservePaths, ObserveReservations, ObserveRelayRtt, ObserveRelayUp);
     }
 
@@ -135,6 +143,9 @@ public sealed class MeshAgent : IAsyncDisposable
 
     /// <summary>Finds the other nodes under the rendezvous string (provider records), again and again.</summary>
     public P2P.Discovery.RendezvousService Rendezvous { get; }
+
+    /// <summary>Finds relays that offered themselves (offerRelay) in the DHT.</summary>
+    public P2P.Discovery.RendezvousService RelayFinder { get; }
 
     /// <summary>The resumable tunnel (proxied TCP that survives path failures), when enabled.</summary>
     public Resume.ResumeService? Resume { get; }
@@ -187,12 +198,17 @@ public sealed class MeshAgent : IAsyncDisposable
             foreach (var w in config.Warnings) Log.ConfigWarning(agent._log, w);
             if (psk is null) Log.NoPsk(agent._log);
             agent.ApplyRelayRole(config);
-            agent.Relays.SetRelays(OtherRelays(config), reserve: !config.IsRelay, maxReservations: config.Tunnel.MaxCandidates);
+            agent.UpdateRelays(config);
             agent._autonat.Start();
             agent.Exchange.Start();
             agent.Mdns?.Start();
             agent.Dht.Start();
-            if (config.Tunnel.Dht) agent.Rendezvous.Start();
+            if (config.Tunnel.Dht)
+            {
+                agent.Rendezvous.Start();
+                agent.RelayFinder.Start();
+            }
+            agent._loops.Add(Task.Run(() => agent.BootstrapLoopAsync(agent._stop.Token)));
             if (config.Proxy.Enable) agent.Proxy = Mesh.Proxy.ServiceProxy.Start(config.Proxy, config.NodeName, agent.Directory.Resolve, agent.Tunnel, host.Time, loggers);
             agent._loops.Add(Task.Run(() => agent.ProbePathsAsync(agent._stop.Token)));
             agent._loops.Add(Task.Run(() => agent.CheckRelayLoopAsync(agent._stop.Token)));
@@ -263,7 +279,7 @@ public sealed class MeshAgent : IAsyncDisposable
         if (next.Proxy != before.Proxy) restartNeeded.Add("edgeProxy (its services file is watched on its own)");
         foreach (var k in restartNeeded) Log.RestartNeeded(_log, k);
         ApplyRelayRole(next);
-        Relays.SetRelays(OtherRelays(next), reserve: !next.IsRelay, maxReservations: next.Tunnel.MaxCandidates);
+        UpdateRelays(next);
         Metrics.ConfigReloads.Add(1, new KeyValuePair<string, object?>("result", "applied"));
         Log.ConfigApplied(_log, next.Tunnel.RelayNodes.Count, next.IsRelay);
         return Task.CompletedTask;
@@ -276,11 +292,62 @@ public sealed class MeshAgent : IAsyncDisposable
         Metrics.ConfigReloads.Add(1, new KeyValuePair<string, object?>("result", "rejected"));
     }
 
+    /// <summary>The rendezvous suffix under which offered relays announce themselves in the DHT.</summary>
+    public const string RelaysRendezvousSuffix = "/weft-relays";
+
+    /// <summary>True while this node serves as a relay it offered itself as (offerRelay and AutoNAT says public).</summary>
+    public bool OfferingRelay { get { lock (_gate) return _offering; } }
+
+    private bool _offering;
+    private P2P.Discovery.RendezvousService? _relayAds;
+    private readonly ConcurrentDictionary<PeerId, RelayNode> _discoveredRelays = new();
+
+    /// <summary>Relays the relay finder found in the DHT (offered ones), besides those in config.</summary>
+    public IReadOnlyCollection<RelayNode> DiscoveredRelays => _discoveredRelays.Values.ToList();
+
+    private void OnReachability(Reachability r)
+    {
+        var config = Config;
+        if (!config.Tunnel.OfferRelay || config.IsRelay) return;
+        ApplyRelayRole(config);
+    }
+
+    /// <summary>The relay finder found an offered relay: keep a connection and a reservation on it as on configured ones.</summary>
+    private void OnRelayFound(P2P.Discovery.PeerDiscovery d)
+    {
+        var config = Config;
+        if (d.Peer == Host.PeerId || config.Tunnel.RelayNodes.Any(r => r.PeerId == d.Peer)) return;
+        var addrs = d.Addresses.Where(a => !a.IsCircuit && a.TryGetTcpEndPoint(out _)).Select(a => a.WithoutPeerId()).Distinct().Take(8).ToList();
+        if (addrs.Count == 0) return;
+        var name = _discoveredRelays.TryGetValue(d.Peer, out var known) ? known.NodeName
+            : Directory.NameOf(d.Peer) ?? "relay-" + d.Peer.ToString()[^8..];
+        var node = new RelayNode(name, addrs, d.Peer);
+        if (_discoveredRelays.TryGetValue(d.Peer, out var old) && old.Equals(node)) return;
+        if (!_discoveredRelays.ContainsKey(d.Peer) && _discoveredRelays.Count >= config.Tunnel.MaxCandidates) return;
+        _discoveredRelays[d.Peer] = node;
+        Log.RelayDiscovered(_log, name, d.Peer.ToString(), string.Join(' ', addrs));
+        UpdateRelays(config);
+    }
+
+    private void UpdateRelays(AgentConfig config)
+    {
+        bool serving;
+        lock (_gate) serving = _relayServer is not null;
+        var relays = OtherRelays(config).Concat(_discoveredRelays.Values.Where(r => config.Tunnel.RelayNodes.All(c => c.NodeName != r.NodeName))).ToList();
+        Relays.SetRelays(relays, reserve: !serving, maxReservations: config.Tunnel.MaxCandidates);
+    }
+
     private void ApplyRelayRole(AgentConfig config)
     {
         var me = config.IsRelay ? config.Tunnel.RelayNodes.First(r => r.NodeName == config.NodeName) : null;
+        // Offered: public, by AutoNAT's dial-backs, at the addresses it confirmed.
+        var offer = me is null && config.Tunnel.OfferRelay && _autonat.Reachability == Reachability.Public && _autonat.PublicAddresses.Count > 0;
+        if (offer) me = new RelayNode(config.NodeName, _autonat.PublicAddresses, Host.PeerId);
+        bool changed;
         lock (_gate)
         {
+            changed = _offering != offer;
+            _offering = offer;
             if (me is not null && _relayServer is null)
             {
                 var caps = config.Tunnel.RelayService;
@@ -302,10 +369,46 @@ public sealed class MeshAgent : IAsyncDisposable
                 Log.RelayStopped(_log);
             }
         }
-        Host.SetAddresses(AdvertiseSource, me?.Addresses ?? []);
+        Host.SetAddresses(AdvertiseSource, me is not null && !offer ? me.Addresses : []);
         Dht?.SetMode(me is not null ? P2P.Kad.KadMode.Server : P2P.Kad.KadMode.Client);
-        if (me is not null) _relayCheckNow.Release1();
+        if (me is not null && !offer) _relayCheckNow.Release1();
+        if (changed)
+        {
+            if (offer)
+            {
+                Log.RelayOffered(_log, string.Join(' ', me!.Addresses));
+                _relayAds = new P2P.Discovery.RendezvousService(Host, Dht!, new P2P.Discovery.RendezvousOptions { Rendezvous = config.Tunnel.Rendezvous + RelaysRendezvousSuffix });
+                _relayAds.Start();
+            }
+            else if (_relayAds is not null)
+            {
+                _ = _relayAds.DisposeAsync().AsTask();
+                _relayAds = null;
+            }
+            UpdateRelays(config);
+        }
     }
+
+    /// <summary>Keeps a connection to each bootstrap peer (the DHT's way in when no relay is configured).</summary>
+    private async Task BootstrapLoopAsync(CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            foreach (var addr in Config.Tunnel.BootstrapPeers)
+            {
+                if (Host.Connections.Any(c => !c.IsRelayed && c.RemoteAddress.WithoutPeerId() == addr)) continue;
+                using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                cts.CancelAfter(TimeSpan.FromSeconds(5));
+                try { await Host.DialAsync(addr, cts.Token).ConfigureAwait(false); }
+                catch (Exception ex) when (!ct.IsCancellationRequested) { Log.BootstrapFailed(_log, addr.ToString(), ex.Message); }
+            }
+            try { await Task.Delay(BootstrapInterval, Host.Time, ct).ConfigureAwait(false); }
+            catch (OperationCanceledException) { return; }
+        }
+    }
+
+    /// <summary>How often the bootstrap peers are checked (and dialled again when not connected).</summary>
+    public static readonly TimeSpan BootstrapInterval = TimeSpan.FromSeconds(10);
 
     // ------------------------------------------------------------------ relay self-check
 
@@ -401,10 +504,43 @@ public sealed class MeshAgent : IAsyncDisposable
         Log.RelayFailover(_log, Relays.NameOf(relay) ?? relay.ToString(), Relays.Preferred is { } p ? Relays.NameOf(p) ?? p.ToString() : "none");
     }
 
+    /// <summary>
+    /// Peers the rendezvous finds, with circuit addresses through our live relays added (EdgeMesh adds them too): a
+    /// node in another LAN is often reachable only that way, and its provider record may predate its reservations.
+    /// </summary>
+    private sealed class ThroughRelays : P2P.Discovery.IPeerDiscovery
+    {
+        private readonly MeshAgent _agent;
+
+        public ThroughRelays(P2P.Discovery.IPeerDiscovery inner, MeshAgent agent)
+        {
+            _agent = agent;
+            inner.Discovered += d =>
+            {
+                var circuits = _agent.Relays.Ranked.Take(4)
+                    .SelectMany(r => _agent.Relays.RelayAddresses(r).Take(1))
+                    .Select(a => a.Encapsulate("/p2p-circuit"));
+                Discovered?.Invoke(d with { Addresses = _agent.Reachable(d.Addresses).Concat(circuits).Distinct().ToList() });
+            };
+        }
+
+        public event Action<P2P.Discovery.PeerDiscovery>? Discovered;
+    }
+
+    /// <summary>
+    /// A remote peer's addresses we could dial: its loopback ones only lead back to ourselves (unless this whole mesh
+    /// lives on loopback, as in a lab without root).
+    /// </summary>
+    private IEnumerable<Multiaddr> Reachable(IEnumerable<Multiaddr> addresses)
+    {
+        var loopbackMesh = Host.ListenAddresses.All(a => a.TryGetTcpEndPoint(out var ep) && ep is not null && System.Net.IPAddress.IsLoopback(ep.Address));
+        return loopbackMesh ? addresses : addresses.Where(a => a.IsCircuit || !a.TryGetTcpEndPoint(out var ep) || ep is null || !System.Net.IPAddress.IsLoopback(ep.Address));
+    }
+
     /// <summary>A peer found by mDNS or the DHT: remember where it is; one found in the LAN is worth a direct dial.</summary>
     private void OnDiscovered(P2P.Discovery.PeerDiscovery d)
     {
-        Host.Peers.AddAddresses(d.Peer, d.Addresses, Host.Time.GetUtcNow());
+        Host.Peers.AddAddresses(d.Peer, Reachable(d.Addresses), Host.Time.GetUtcNow());
         if (d.Source == P2P.Discovery.DiscoverySource.Mdns) Dialer.DirectMayWork(d.Peer);
     }
 
@@ -585,6 +721,8 @@ public sealed class MeshAgent : IAsyncDisposable
         await _stop.CancelAsync().ConfigureAwait(false);
         try { await Task.WhenAll(_loops).ConfigureAwait(false); } catch (Exception) { /* loops end on cancel */ }
         await Rendezvous.DisposeAsync().ConfigureAwait(false);
+        await RelayFinder.DisposeAsync().ConfigureAwait(false);
+        if (_relayAds is not null) await _relayAds.DisposeAsync().ConfigureAwait(false);
         await Dht.DisposeAsync().ConfigureAwait(false);
         if (Mdns is not null) await Mdns.DisposeAsync().ConfigureAwait(false);
         await Exchange.DisposeAsync().ConfigureAwait(false);

@@ -138,8 +138,17 @@ public sealed record TunnelConfig
 
     public RelayServiceConfig RelayService { get; init; } = new();
 
-    /// <summary>With no relay configured, a node AutoNAT finds public offers itself as a relay.</summary>
+    /// <summary>
+    /// A node AutoNAT finds public (and not named in relayNodes) offers itself as a relay: it serves relay v2 and
+    /// announces itself in the DHT, where every agent's relay finder picks it up (EdgeMesh documents this, never built it).
+    /// </summary>
     public bool OfferRelay { get; init; }
+
+    /// <summary>
+    /// Peers to connect to at start besides the relays (Weft's <c>bootstrapPeers</c>): the DHT's way in when no relay
+    /// is configured. Each is an IP (listenPort), IP:port or TCP multiaddr.
+    /// </summary>
+    public IReadOnlyList<Multiaddr> BootstrapPeers { get; init; } = [];
 
     /// <summary>Find peers in the LAN by multicast DNS.</summary>
     public bool Mdns { get; init; } = true;

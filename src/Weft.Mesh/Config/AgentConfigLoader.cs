@@ -222,6 +222,12 @@ public static class AgentConfigLoader
         if (s.Bool("enableIpfsLog") == true) warnings.Add("enableIpfsLog: use --log-level debug for Weft's connection logs");
 
         var relays = ReadRelays(s, listenPort, problems);
+        var bootstrap = new List<Multiaddr>();
+        foreach (var b in s.Strings("bootstrapPeers") ?? [])
+        {
+            if (TryParseAdvertise(b, listenPort, out var m, out var why)) bootstrap.Add(m);
+            else problems.Add(Path(s, "bootstrapPeers"), s.Node, $"'{b}' {why}");
+        }
         var resume = t.Resume;
         if (s.Section("resume") is { } rs2)
         {
@@ -268,6 +274,7 @@ public static class AgentConfigLoader
             RelayManager = rm,
             RelayService = rs,
             OfferRelay = s.Bool("offerRelay") ?? t.OfferRelay,
+            BootstrapPeers = bootstrap,
             Mdns = s.Bool("mdns") ?? t.Mdns,
             Dht = s.Bool("dht") ?? t.Dht,
             HolePunching = s.Bool("holePunching") ?? t.HolePunching,

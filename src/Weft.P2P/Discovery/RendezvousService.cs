@@ -107,7 +107,19 @@ public sealed class RendezvousService : IPeerDiscovery, IAsyncDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (_loop is not null) return;
         _dht.PeerAdded += OnPeerAdded;
+        _host.AddressesChanged += OnAddressesChanged;
         _loop = Task.Run(LoopAsync);
+    }
+
+    /// <summary>
+    /// Our addresses changed (a relay reservation came, say): the provider record carries them, so provide again now
+    /// rather than at the next <see cref="RendezvousOptions.ProvideInterval"/>, or others find only stale addresses.
+    /// </summary>
+    private void OnAddressesChanged()
+    {
+        if (!Options.Advertise || _nextProvide == DateTimeOffset.MinValue) return;
+        _nextProvide = DateTimeOffset.MinValue;
+        _wake.Release();
     }
 
     private void OnPeerAdded(PeerId _)
@@ -211,6 +223,7 @@ public sealed class RendezvousService : IPeerDiscovery, IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _dht.PeerAdded -= OnPeerAdded;
+        _host.AddressesChanged -= OnAddressesChanged;
         _stopping.Cancel();
         if (_loop is not null)
         {
