@@ -57,7 +57,7 @@ public sealed record ProxyLimits
 /// <c>modules.edgeProxy</c>: EdgeMesh's keys (<c>enable</c>; <c>serviceFilterMode</c>, <c>socks5Proxy</c> and
 /// <c>loadBalancer.consistentHash</c> accepted, not used) and Weft's own. Services come from <see cref="ServicesFile"/>
 /// (watched; later pushed by the cloud). Each service listens on its own address in <see cref="ServiceCidr"/>
-/// (see docs/adr/0008-proxy-service-addresses.md).
+/// (see docs/adr/0009-proxy-service-addresses.md).
 /// </summary>
 public sealed record EdgeProxyConfig
 {
