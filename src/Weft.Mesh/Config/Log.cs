@@ -10,6 +10,6 @@ internal static partial class Log
     [LoggerMessage(2401, LogLevel.Error, "Config {Path} changed but was rejected; the running configuration stays:\n{Problems}")]
     public static partial void Rejected(ILogger logger, string path, string problems);
 
-    [LoggerMessage(2402, LogLevel.Warning, "Config {Path}: no file-system watcher ({Error}); checking every second only")]
+    [LoggerMessage(2402, LogLevel.Warning, "{Path}: no file-system watcher ({Error}); checking every second only")]
     public static partial void WatchUnavailable(ILogger logger, string path, string error);
 }

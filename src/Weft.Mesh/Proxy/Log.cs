@@ -46,8 +46,6 @@ internal static partial class Log
     [LoggerMessage(2613, LogLevel.Warning, "Proxy: {Service}: accepting failed: {Error}")]
     public static partial void AcceptFailed(ILogger logger, string service, string error);
 
-    [LoggerMessage(2614, LogLevel.Warning, "Proxy: services file {Path}: no file-system watcher ({Error}); checking every second only")]
-    public static partial void WatchUnavailable(ILogger logger, string path, string error);
 
     [LoggerMessage(2615, LogLevel.Debug, "Proxy: {Service}: UDP flow limit ({Limit}) reached; datagram from {Client} dropped")]
     public static partial void FlowLimit(ILogger logger, string service, int limit, string client);

@@ -3,9 +3,11 @@ using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Logging;
-using Weft.Mesh.Config;
+
 using Weft.Mesh.Tunnel;
 using Weft.Wire.Identity;
+
+using Weft.Mesh.Config;
 
 namespace Weft.Mesh.Proxy;
 

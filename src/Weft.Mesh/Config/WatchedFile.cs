@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 
-namespace Weft.Mesh.Proxy;
+namespace Weft.Mesh.Config;
 
 /// <summary>
 /// Calls <c>changed</c> whenever the content of a file changes, including a ConfigMap-style symlink swap: a
