@@ -209,7 +209,7 @@ public sealed class MeshAgent : IAsyncDisposable
                 agent.RelayFinder.Start();
             }
             agent._loops.Add(Task.Run(() => agent.BootstrapLoopAsync(agent._stop.Token)));
-            if (config.Proxy.Enable) agent.Proxy = Mesh.Proxy.ServiceProxy.Start(config.Proxy, config.NodeName, agent.Directory.Resolve, agent.Tunnel, host.Time, loggers);
+            if (config.Proxy.Enable) agent.Proxy = Mesh.Proxy.ServiceProxy.Start(config.Proxy, config.NodeName, agent.Directory.Resolve, agent.Tunnel, host.Time, loggers, agent.Resume);
             agent._loops.Add(Task.Run(() => agent.ProbePathsAsync(agent._stop.Token)));
             agent._loops.Add(Task.Run(() => agent.CheckRelayLoopAsync(agent._stop.Token)));
             Log.Started(agent._log, config.NodeName, host.PeerId.ToString(), string.Join(' ', host.ListenAddresses), config.IsRelay);

@@ -43,12 +43,12 @@ public sealed class ServiceProxy : IAsyncDisposable
     private int _flows;
     private int _disposed;
 
-    private ServiceProxy(EdgeProxyConfig config, string nodeName, Func<string, PeerId?> resolve, TunnelService? tunnel, TimeProvider time, ILoggerFactory loggers)
+    private ServiceProxy(EdgeProxyConfig config, string nodeName, Func<string, PeerId?> resolve, TunnelService? tunnel, Resume.ResumeService? resume, TimeProvider time, ILoggerFactory loggers)
     {
         Config = config;
         _limits = config.Limits;
         Time = time;
-        Upstreams = new Upstreams(nodeName, resolve, tunnel);
+        Upstreams = new Upstreams(nodeName, resolve, tunnel, resume);
         _addresses = new ServiceAddresses(config.ServiceCidr);
         LogTo = loggers.CreateLogger("Weft.Mesh.Proxy");
         Metrics = new ProxyMetrics(() => ByService(s => s.Active), () => ByService(s => s.Flows));
@@ -75,9 +75,11 @@ public sealed class ServiceProxy : IAsyncDisposable
     /// Starts the proxy: reads the services file (a <see cref="ConfigException"/> lists its problems), opens the
     /// listeners and watches the file for changes.
     /// </summary>
-    public static ServiceProxy Start(EdgeProxyConfig config, string nodeName, Func<string, PeerId?> resolve, TunnelService? tunnel, TimeProvider time, ILoggerFactory loggers)
+    /// <param name="resume">When given, TCP to Weft nodes goes through the resumable tunnel (survives path failures);
+    /// nodes that do not speak it (EdgeMesh agents) get the plain tunnel.</param>
+    public static ServiceProxy Start(EdgeProxyConfig config, string nodeName, Func<string, PeerId?> resolve, TunnelService? tunnel, TimeProvider time, ILoggerFactory loggers, Resume.ResumeService? resume = null)
     {
-        var proxy = new ServiceProxy(config, nodeName, resolve, tunnel, time, loggers);
+        var proxy = new ServiceProxy(config, nodeName, resolve, tunnel, resume, time, loggers);
         try
         {
             if (config.ServicesFile is { } path)

@@ -42,7 +42,7 @@ internal abstract class UdpUpstream : IAsyncDisposable
 /// tunnel (TCP over EdgeMesh's <c>/libp2p/tunnel-proxy/1.0.0</c>, UDP over Weft's framed <c>/weft/tunnel-udp/1.0.0</c>),
 /// the peer found by node name.
 /// </summary>
-internal sealed class Upstreams(string nodeName, Func<string, PeerId?> resolve, TunnelService? tunnel)
+internal sealed class Upstreams(string nodeName, Func<string, PeerId?> resolve, TunnelService? tunnel, Resume.ResumeService? resume = null)
 {
     public bool IsLocal(EndpointTarget e) => e.NodeName is null || e.NodeName == nodeName;
 
@@ -57,6 +57,20 @@ internal sealed class Upstreams(string nodeName, Func<string, PeerId?> resolve, 
     {
         if (IsLocal(e)) return new LocalTcp(await ConnectLocalAsync(e, SocketType.Stream, ct).ConfigureAwait(false));
         var (peer, t) = Remote(e);
+        if (resume is not null)
+        {
+            Resume.ResumableConnection? rc;
+            try
+            {
+                rc = await resume.OpenAsync(peer, e.NodeName!, e.EndPoint, ct).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                throw new EndpointUnreachableException($"{e}: {ex.Message}", ex);
+            }
+            if (rc is not null) return new ResumableTcp(rc, t);
+            // An EdgeMesh agent: it speaks only the plain tunnel.
+        }
         return new TunnelTcp(await TunnelledAsync(e, () => t.OpenTcpAsync(peer, e.NodeName!, e.EndPoint, ct), ct).ConfigureAwait(false), t);
     }
 
@@ -135,6 +149,24 @@ internal sealed class Upstreams(string nodeName, Func<string, PeerId?> resolve, 
         }
 
         public override ValueTask DisposeAsync() => stream.DisposeAsync();
+    }
+
+    /// <summary>A TCP connection through the resumable tunnel: it outlives the path it starts on.</summary>
+    private sealed class ResumableTcp(Resume.ResumableConnection connection, TunnelService tunnel) : TcpUpstream
+    {
+        public override string Path => connection.IsRelayed ? "relay" : "direct";
+
+        public override Task BridgeAsync(Socket client, ByteSink bytes, CancellationToken ct)
+        {
+            var counters = tunnel.NewCounters(connection.Peer, connection.IsRelayed);
+            var toPipe = counters.OnToPipe;
+            var toSocket = counters.OnToSocket;
+            counters.OnToPipe = n => { toPipe?.Invoke(n); bytes.FromClient(n); };
+            counters.OnToSocket = n => { toSocket?.Invoke(n); bytes.ToClient(n); };
+            return connection.RunAsync(client, counters, ct);
+        }
+
+        public override ValueTask DisposeAsync() => ValueTask.CompletedTask; // the session owns its streams
     }
 
     private sealed class LocalUdp(Socket socket) : UdpUpstream

@@ -98,6 +98,9 @@ internal sealed class ResumableSession
 
     public long Buffered { get { lock (_gate) return _sent - _bufferStart; } }
 
+    /// <summary>Where the bytes read from (ToPipe) and written to (ToSocket) the local socket are counted, if anywhere.</summary>
+    public Tunnel.BridgeCounters? Counters { get; init; }
+
     /// <summary>Bytes of the other side's stream this side holds (written to the socket or waiting to be): where it resumes.</summary>
     public long Received { get { lock (_gate) return _queued; } }
 
@@ -288,6 +291,7 @@ internal sealed class ResumableSession
                     _sent += n;
                 }
                 _owner.AddPeerBytes(Peer, n);
+                Counters?.AddToPipe(n);
                 Wake();
             }
         }
@@ -558,6 +562,7 @@ internal sealed class ResumableSession
                     _received += next.Length;
                 }
                 ArrayPool<byte>.Shared.Return(next.Buffer);
+                Counters?.AddToSocket(next.Length);
                 Wake(); // the writer acknowledges it
             }
         }

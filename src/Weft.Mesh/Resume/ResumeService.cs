@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using MeshDialer = Weft.Mesh.Paths.MeshDialer;
 using TunnelService = Weft.Mesh.Tunnel.TunnelService;
 using TunnelRefusedException = Weft.Mesh.Tunnel.TunnelRefusedException;
+using BridgeCounters = Weft.Mesh.Tunnel.BridgeCounters;
 using Weft.P2P.Host;
 using Weft.P2P.IO;
 using Weft.P2P.Multistream;
@@ -67,7 +68,10 @@ public sealed class ResumableConnection
     public bool IsRelayed => Connection.IsRelayed;
 
     /// <summary>Carries <paramref name="socket"/> until both directions finished (or throws with why it was reset).</summary>
-    public Task RunAsync(Socket socket, CancellationToken ct) => Owner.RunClientAsync(this, socket, ct);
+    public Task RunAsync(Socket socket, CancellationToken ct) => Owner.RunClientAsync(this, socket, null, ct);
+
+    /// <summary>The same, counting the bytes read from and written to <paramref name="socket"/> in <paramref name="counters"/>.</summary>
+    public Task RunAsync(Socket socket, BridgeCounters counters, CancellationToken ct) => Owner.RunClientAsync(this, socket, counters, ct);
 }
 
 /// <summary>
@@ -230,9 +234,9 @@ public sealed class ResumeService : IDisposable
         }
     }
 
-    internal async Task RunClientAsync(ResumableConnection c, Socket socket, CancellationToken ct)
+    internal async Task RunClientAsync(ResumableConnection c, Socket socket, BridgeCounters? counters, CancellationToken ct)
     {
-        var session = new ResumableSession(this, c.Id, c.Peer, c.Node, c.Target, isClient: true, socket, _log);
+        var session = new ResumableSession(this, c.Id, c.Peer, c.Node, c.Target, isClient: true, socket, _log) { Counters = counters };
         _sessions[session.IdText] = session;
         session.Attach(c.Stream, c.Connection, 0);
         session.Start();
@@ -387,7 +391,10 @@ public sealed class ResumeService : IDisposable
                 await AnswerAsync(stream, ResumeStatus.Failed, 0, $"{target} cannot be reached", ct).ConfigureAwait(false);
                 return;
             }
-            session = new ResumableSession(this, hello.Session, peer, hello.Target!.NodeName ?? "", target, isClient: false, socket, _log);
+            session = new ResumableSession(this, hello.Session, peer, hello.Target!.NodeName ?? "", target, isClient: false, socket, _log)
+            {
+                Counters = _tunnel.NewCounters(peer, s.Connection.IsRelayed),
+            };
             if (!_sessions.TryAdd(session.IdText, session))
             {
                 socket.Dispose();
