@@ -43,8 +43,40 @@ public sealed class LabRunner
     /// <summary>Nodes that serve the demo app.</summary>
     public static readonly IReadOnlyList<string> DemoNodes = ["lan2-a", "lan2-b"];
 
-    /// <summary>The demo app's port on its node.</summary>
+    /// <summary>The demo app's HTTP port on its node (loopback lab: lan2-b uses the next one).</summary>
     public const int DemoPort = 8080;
+
+    /// <summary>The demo app's TCP and UDP echo port on its node (loopback lab: lan2-b uses the next one).</summary>
+    public const int DemoEchoPort = 7007;
+
+    /// <summary>
+    /// The lab's services file: <c>demo</c> (HTTP on port 80, TCP and UDP echo on port 7) with an endpoint on each
+    /// LAN 2 node. In a loopback lab the ports are the demo's own (no root for ports under 1024) and the two endpoints
+    /// differ by port, since every node shares 127.0.0.1.
+    /// </summary>
+    public static string DemoServices(LabMode mode) => mode == LabMode.Namespaces
+        ? """
+          services:
+          - name: demo
+            ports:
+            - {name: http, port: 80, targetPort: 8080}
+            - {name: echo, port: 7, targetPort: 7007}
+            - {name: echo-udp, port: 7, protocol: UDP, targetPort: 7007}
+            endpoints:
+            - {nodeName: lan2-a, ip: 192.168.2.21}
+            - {nodeName: lan2-b, ip: 192.168.2.22}
+          """
+        : """
+          services:
+          - name: demo
+            ports:
+            - {name: http, port: 8080}
+            - {name: echo, port: 7007}
+            - {name: echo-udp, port: 7007, protocol: UDP}
+            endpoints:
+            - {nodeName: lan2-a, ip: 127.0.0.1}
+            - {nodeName: lan2-b, ip: 127.0.0.1, ports: [{name: http, port: 8081}, {name: echo, port: 7008}, {name: echo-udp, port: 7008}]}
+          """;
 
     /// <summary>Longest wait for the whole lab to be ready.</summary>
     public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(90);
@@ -119,7 +151,7 @@ public sealed class LabRunner
             if (mode == LabMode.Loopback)
             {
                 var busy = Agents.SelectMany(a => new[] { AgentPort(a.Name, mode), AdminPort(a.Name, mode) })
-                    .Concat(DemoNodes.Select((_, i) => DemoPort + i)).Where(port => !PortFree(port)).ToList();
+                    .Concat(DemoNodes.SelectMany((_, i) => new[] { DemoPort + i, DemoEchoPort + i })).Where(port => !PortFree(port)).ToList();
                 if (busy.Count > 0) throw new InvalidOperationException($"the loopback lab needs 127.0.0.1 ports that are in use: {string.Join(", ", busy)}");
             }
             await File.WriteAllTextAsync(Path.Combine(dir, "psk"), "weft-lab-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16)) + "\n", ct).ConfigureAwait(false);
@@ -136,6 +168,7 @@ public sealed class LabRunner
                 _progress.WriteLine("lab: haproxy is not installed (apt-get install haproxy): the cloud replicas and their load balancer are left out");
             }
 
+            await File.WriteAllTextAsync(Path.Combine(dir, "services.yaml"), DemoServices(mode), ct).ConfigureAwait(false);
             foreach (var (name, lan) in Agents)
             {
                 var config = WriteAgentConfig(dir, name, mode, cloud ? Path.Combine(dir, "tokens", name) : null);
@@ -148,8 +181,10 @@ public sealed class LabRunner
             foreach (var node in DemoNodes)
             {
                 var log = Path.Combine(dir, $"demo-{node}.log");
-                var listen = $"{AgentAddress(node, mode)}:{DemoPort + (mode == LabMode.Loopback ? DemoNodes.ToList().IndexOf(node) : 0)}";
-                var pid = Spawn(lab?.Namespace(node), [.. _weft, "demo-app", "--name", node, "--listen", listen], log);
+                var shift = mode == LabMode.Loopback ? DemoNodes.ToList().IndexOf(node) : 0;
+                var listen = $"{AgentAddress(node, mode)}:{DemoPort + shift}";
+                var echo = $"{AgentAddress(node, mode)}:{DemoEchoPort + shift}";
+                var pid = Spawn(lab?.Namespace(node), [.. _weft, "demo-app", "--name", node, "--listen", listen, "--tcp-echo", echo, "--udp-echo", echo], log);
                 processes.Add(new LabProcess("demo@" + node, "demo", LanOf(node), pid, lab?.Namespace(node), log, null, "http://" + listen));
                 SaveState(state);
             }
@@ -161,6 +196,9 @@ public sealed class LabRunner
             _progress.WriteLine("lab: every process is up; waiting for relay reservations");
             foreach (var (name, _) in Agents.Where(a => a.Lan != "wan"))
                 await WaitAsync(() => AgentStatusAsync(state, name, ready.Token), s => Reserved(s) >= 2, $"{name} to hold reservations on both relays", ready.Token).ConfigureAwait(false);
+            _progress.WriteLine("lab: waiting for lan1-a's proxy to serve demo");
+            await WaitAsync(() => AgentStatusAsync(state, "lan1-a", ready.Token),
+                s => s?["services"]?.AsArray().Any(v => v?["name"]?.GetValue<string>() == "demo" && v["url"] is not null) == true, "lan1-a's proxy to list demo", ready.Token).ConfigureAwait(false);
             if (cloud)
             {
                 _progress.WriteLine("lab: waiting for every node's cloud session (through lb)");
@@ -234,7 +272,7 @@ public sealed class LabRunner
                 # written by `weft lab up`
                 replica:
                   name: {{r}}
-                  advertiseAddress: {{address}}:{{CloudPort(r, RouterPort, mode)}}
+                  advertiseAddress: http://{{address}}:{{CloudPort(r, RouterPort, mode)}}
                 hub:
                   listen: {{address}}:{{CloudPort(r, HubPort, mode)}}
                   allowPlaintext: true        # the lab only: real deployments use TLS
@@ -307,6 +345,11 @@ public sealed class LabRunner
         sb.AppendLine("    relayNodes:");
         foreach (var r in (string[])["relay1", "relay2"])
             sb.AppendLine(CultureInfo.InvariantCulture, $"    - {{nodeName: {r}, advertiseAddress: [\"{AgentAddress(r, mode)}:{AgentPort(r, mode)}\"]}}");
+        sb.AppendLine("  edgeProxy:");
+        sb.AppendLine("    enable: true");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"    servicesFile: {Path.Combine(dir, "services.yaml")}");
+        if (mode == LabMode.Loopback)
+            sb.AppendLine(CultureInfo.InvariantCulture, $"    serviceCIDR: 127.{11 + Agents.ToList().FindIndex(a => a.Name == node)}.0.0/16   # one range per agent: they share 127.0.0.1");
         if (tokenFile is not null)
         {
             sb.AppendLine("  cloudLink:");

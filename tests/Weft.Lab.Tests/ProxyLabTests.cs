@@ -13,18 +13,8 @@ public sealed class ProxyLabTests(ITestOutputHelper output)
 {
     private static readonly (string, string)[] Relay1 = [("relay1", "10.250.0.1")];
 
-    /// <summary>The demo service of the lab: HTTP 80, TCP echo 7 and UDP echo 7, served on each LAN 2 node's address.</summary>
-    public const string DemoServices = """
-        services:
-        - name: demo
-          ports:
-          - {name: http, port: 80, targetPort: 8080}
-          - {name: echo, port: 7, targetPort: 7007}
-          - {name: echo-udp, port: 7, protocol: UDP, targetPort: 7007}
-          endpoints:
-          - {nodeName: lan2-a, ip: 192.168.2.21}
-          - {nodeName: lan2-b, ip: 192.168.2.22}
-        """;
+    /// <summary>The demo service of the lab (the same file `weft lab up` writes): HTTP 80, TCP and UDP echo 7 on each LAN 2 node.</summary>
+    public static readonly string DemoServices = LabRunner.DemoServices(LabMode.Namespaces);
 
     private static string[] Weft(params string[] args)
     {
