@@ -118,8 +118,10 @@ public sealed class LabRunner
     }
 
     /// <summary>The mode <c>up</c> would choose: namespaces when root and they work, else loopback (with why).</summary>
-    public static (LabMode Mode, string Why) ChooseMode(bool requireNat)
+    public static (LabMode Mode, string Why) ChooseMode(bool requireNat, bool forceLoopback = false)
     {
+        if (requireNat && forceLoopback) throw new ArgumentException("--nat and --loopback exclude each other");
+        if (forceLoopback) return (LabMode.Loopback, "--loopback: processes on 127.0.0.1, without NAT; the relays are still used, but every node can also reach every other directly");
         if (NatLab.CanRun(out var why)) return (LabMode.Namespaces, "root: network namespaces with NAT routers");
         if (requireNat) throw new InvalidOperationException($"--nat needs network namespaces, which cannot be made here: {why}");
         return (LabMode.Loopback, $"no network namespaces ({why}): processes on 127.0.0.1, without NAT; the relays are still used, but every node can also reach every other directly");
@@ -128,10 +130,10 @@ public sealed class LabRunner
     // ------------------------------------------------------------------ up
 
     /// <summary>Builds the lab, starts every process, waits until it is ready, and leaves it running.</summary>
-    public async Task<LabState> UpAsync(bool requireNat, CancellationToken ct)
+    public async Task<LabState> UpAsync(bool requireNat, CancellationToken ct, bool forceLoopback = false)
     {
         if (LoadState() is not null) throw new InvalidOperationException($"a lab is already up ({StateFile}); run `weft lab down` first");
-        var (mode, why) = ChooseMode(requireNat);
+        var (mode, why) = ChooseMode(requireNat, forceLoopback);
         _progress.WriteLine($"lab: {why}");
         var dir = StateDirectory;
         Directory.CreateDirectory(dir);
@@ -551,7 +553,12 @@ public sealed class LabRunner
         IReadOnlyList<string> full = p.Namespace is null ? argv : ["ip", "netns", "exec", p.Namespace, .. argv];
         var psi = new ProcessStartInfo(Shell.Find(full[0]) ?? full[0]) { UseShellExecute = false };
         foreach (var a in full.Skip(1)) psi.ArgumentList.Add(a);
-        if (p.Namespace is null) psi.Environment["WEFT_LAB_NODE"] = node;
+        if (p.Namespace is null)
+        {
+            // Loopback: every node shares 127.0.0.1, so `weft status` / `weft ping` must be told whose admin API to use.
+            psi.Environment["WEFT_LAB_NODE"] = node;
+            psi.Environment["WEFT_ADMIN"] = p.Admin;
+        }
         using var proc = Process.Start(psi) ?? throw new InvalidOperationException($"cannot run {full[0]}");
         await proc.WaitForExitAsync(ct).ConfigureAwait(false);
         return proc.ExitCode;

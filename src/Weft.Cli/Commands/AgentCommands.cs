@@ -14,7 +14,7 @@ namespace Weft.Cli.Commands;
 public static class AgentCommands
 {
     public const string AgentUsage = "weft agent --config PATH";
-    public const string StatusUsage = "weft status [--json] [--admin URL | --config PATH]";
+    public const string StatusUsage = "weft status [--json] [--admin URL | --config PATH]   (default: $WEFT_ADMIN, else http://127.0.0.1:20016)";
     public const string PingUsage = "weft ping NODE_NAME [--count N] [--interval MS] [--timeout MS] [--json] [--admin URL | --config PATH]";
 
     /// <summary>Longest wait for the admin API to answer a status request.</summary>
@@ -135,6 +135,7 @@ public static class AgentCommands
                 throw new UsageException($"{path}: " + string.Join("\n  ", ex.Problems));
             }
         }
+        if (Environment.GetEnvironmentVariable("WEFT_ADMIN") is { Length: > 0 } env && Uri.TryCreate(env, UriKind.Absolute, out var fromEnv)) return fromEnv;
         return new Uri($"http://127.0.0.1:{AdminConfig.DefaultPort}");
     }
 

@@ -8,7 +8,7 @@ namespace Weft.Cli.Commands;
 public static class LabCommands
 {
     public const string Usage = """
-        weft lab up [--nat]                    build the lab (namespaces with NAT when root, else loopback) and leave it running
+        weft lab up [--nat | --loopback]       build the lab (namespaces with NAT when root, else loopback) and leave it running
         weft lab status [--json]               nodes, their paths, services
         weft lab exec NODE -- CMD...           run a command in a node's network
         weft lab chaos ACTION TARGET           kill-relay|restore-relay relay1|relay2, kill-cloud|restore-cloud cloud-a|cloud-b,
@@ -32,16 +32,21 @@ public static class LabCommands
         {
             case "up":
             {
-                var a = Args.Parse(rest, "weft lab up [--nat]", [], ["--nat"]);
+                var a = Args.Parse(rest, "weft lab up [--nat | --loopback]", [], ["--nat", "--loopback"]);
                 if (a.Positionals.Count > 0) throw new UsageException($"unexpected argument '{a.Positionals[0]}'\nusage:\n{Usage}");
-                var state = await runner.UpAsync(a.Has("--nat"), ct).ConfigureAwait(false);
+                if (a.Has("--nat") && a.Has("--loopback")) throw new UsageException("--nat and --loopback exclude each other");
+                var state = await runner.UpAsync(a.Has("--nat"), ct, a.Has("--loopback")).ConfigureAwait(false);
                 Console.WriteLine($"lab up ({state.Mode}); state and logs in {state.Dir}");
+                var status = await runner.StatusAsync(ct).ConfigureAwait(false);
+                var demo = status["services"]?.AsArray().FirstOrDefault()?["url"]?.GetValue<string>();
+                var lb = status["cloud"]?["lb"]?.GetValue<string>();
                 Console.WriteLine("try:");
                 Console.WriteLine("  weft lab status");
-                Console.WriteLine("  weft lab exec lan1-a -- weft ping lan2-a --count 3");
+                Console.WriteLine("  weft lab exec lan1-a -- weft ping lan2-a --count 3      (each ping a new tunnel stream, with its path)");
                 Console.WriteLine("  weft lab exec lan1-a -- weft status");
+                if (demo is not null) Console.WriteLine($"  weft lab exec lan1-a -- curl -s {demo}      (the demo service on the LAN 2 nodes, through lan1-a's proxy)");
+                if (lb is not null) Console.WriteLine($"  weft lab exec relay1 -- curl -s {lb}/lan2-a/default/demo      (a cloud app's request: lb, any replica, the one that owns lan2-a)");
                 Console.WriteLine("  weft lab chaos kill-relay relay1     (then ping again; restore-relay relay1 brings it back)");
-                Console.WriteLine("  weft lab exec relay1 -- curl -s http://10.250.0.30:9443/lan2-a/default/demo     (a cloud app's request, through lb and the replica that owns lan2-a)");
                 Console.WriteLine("  weft lab down");
                 return WeftCli.ExitOk;
             }
