@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quick start: installs what the lab needs (as root: iproute2, iptables, haproxy, curl), builds weft, and runs
+# Quick start: installs what the lab needs (as root: iproute2, iptables, haproxy, curl, dig), builds weft, and runs
 # `weft lab up`: two relays, two LANs of two nodes behind NAT (network namespaces when root, loopback processes
 # otherwise), the demo service on the LAN 2 nodes reached from LAN 1 through the service proxy, and two cloud
 # replicas behind a load balancer. It leaves the lab running and prints what to try; `weft lab down` removes it.
@@ -13,6 +13,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v curl >/dev/null || need+=(curl)
+command -v dig >/dev/null || need+=(bind9-dnsutils)   # to ask the nodes' edge DNS
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing Debian packages: ${need[*]}"

@@ -21,6 +21,9 @@ command -v python3 >/dev/null || need_pkgs+=(python3)       # the lab's delay br
 command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || need_pkgs+=(etcd-server)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
+# edge DNS tests: dig asks, dnsmasq is the upstream
+command -v dig >/dev/null || need_pkgs+=(bind9-dnsutils)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_pkgs+=(dnsmasq-base)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing Debian packages: ${need_pkgs[*]}"

@@ -227,6 +227,9 @@ public sealed class LabRunner
 
     private static int AdminPort(string node, LabMode mode) => mode == LabMode.Namespaces ? 20016 : AgentPort(node, mode) + 10;
 
+    /// <summary>Edge DNS: port 53 in a node's own namespace; on loopback, where the agents share 127.0.0.1, one port each.</summary>
+    private static int DnsPort(string node, LabMode mode) => mode == LabMode.Namespaces ? 53 : AgentPort(node, mode) + 20;
+
     private static string AgentAddress(string node, LabMode mode) => mode == LabMode.Loopback ? "127.0.0.1" : node switch
     {
         "relay1" => "10.250.0.1",
@@ -352,6 +355,10 @@ public sealed class LabRunner
         sb.AppendLine(CultureInfo.InvariantCulture, $"    servicesFile: {Path.Combine(dir, "services.yaml")}");
         if (mode == LabMode.Loopback)
             sb.AppendLine(CultureInfo.InvariantCulture, $"    serviceCIDR: 127.{11 + Agents.ToList().FindIndex(a => a.Name == node)}.0.0/16   # one range per agent: they share 127.0.0.1");
+        sb.AppendLine("  edgeDNS:");
+        sb.AppendLine("    enable: true");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"    listenAddress: 127.0.0.1");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"    listenPort: {DnsPort(node, mode)}   # demo.default.svc.cluster.local: the demo service's address on this node");
         if (tokenFile is not null)
         {
             sb.AppendLine("  cloudLink:");
@@ -510,7 +517,13 @@ public sealed class LabRunner
         }
         var services = new JsonArray();
         foreach (var svc in anyStatus?["services"]?.AsArray() ?? [])
-            services.Add(new JsonObject { ["name"] = svc?["name"]?.DeepClone(), ["url"] = svc?["url"]?.DeepClone() });
+            services.Add(new JsonObject
+            {
+                ["name"] = svc?["name"]?.DeepClone(),
+                ["url"] = svc?["url"]?.DeepClone(),
+                ["dnsName"] = $"{svc?["name"]}.{svc?["namespace"]}.svc.cluster.local",
+                ["address"] = svc?["address"]?.DeepClone(),
+            });
         JsonObject? cloud = null;
         if (state.Processes.FirstOrDefault(p => p.Role == "lb") is { } lb)
         {
@@ -540,6 +553,7 @@ public sealed class LabRunner
             ["dir"] = state.Dir,
             ["nodes"] = nodes,
             ["services"] = services,
+            ["dns"] = anyStatus?["dns"]?["listen"]?.DeepClone(),
             ["cloud"] = cloud,
         };
     }

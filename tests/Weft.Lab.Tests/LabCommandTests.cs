@@ -98,6 +98,13 @@ public sealed class LabCommandTests(ITestOutputHelper output) : IDisposable
         // The demo service, from LAN 1 through lan1-a's proxy: both LAN 2 nodes answer.
         var answers = Enumerable.Range(0, 6).Select(_ => Exec("lan1-a", Curl, "-s", "--max-time", "10", url)).ToHashSet();
         Assert.Equal(["lan2-a", "lan2-b"], answers.Order());
+        // lan1-a's edge DNS names the demo service, and the name's address is the way in.
+        Assert.Equal("127.0.0.1:53", s.GetProperty("dns").GetString());
+        Assert.Equal("demo.default.svc.cluster.local", demo.GetProperty("dnsName").GetString());
+        var resolved = Exec("lan1-a", NatLab.FindExecutable("dig") ?? throw new InvalidOperationException("dig is not installed (apt-get install bind9-dnsutils)"),
+            "+short", "+tries=2", "+time=3", "@127.0.0.1", "demo.default.svc.cluster.local").Trim();
+        Assert.Equal(demo.GetProperty("address").GetString(), resolved);
+        Assert.Contains(Exec("lan1-a", Curl, "-s", "--max-time", "10", $"http://{resolved}:{new Uri(url).Port}/"), new[] { "lan2-a", "lan2-b" });
         // A cloud app's request through lb reaches lan2-a's demo through whichever replica owns its session.
         Assert.Equal("lan2-a", Exec("relay1", Curl, "-s", "--max-time", "10", lb + "/lan2-a/default/demo"));
 
@@ -132,8 +139,21 @@ public sealed class LabCommandTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(["lan2-a", "lan2-b"], answers.Order());
         if (s.GetProperty("cloud").ValueKind == JsonValueKind.Object)
             Assert.Equal("lan2-a", http.GetStringAsync(s.GetProperty("cloud").GetProperty("lb").GetString() + "/lan2-a/default/demo").GetAwaiter().GetResult());
+        // lan1-a's edge DNS (on its own port here) names the demo service.
+        var dnsAt = System.Net.IPEndPoint.Parse(s.GetProperty("dns").GetString()!);
+        var query = new global::Weft.Wire.Dns.DnsMessage { Id = 77, Questions = [new(global::Weft.Wire.Dns.DnsName.Parse("demo.default.svc.cluster.local"), global::Weft.Wire.Dns.DnsType.A)] };
+        using (var udp = new System.Net.Sockets.UdpClient())
+        {
+            udp.Connect(dnsAt);
+            udp.Send(query.ToArray());
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            var reply = global::Weft.Wire.Dns.DnsMessage.Parse(udp.ReceiveAsync(cts.Token).AsTask().GetAwaiter().GetResult().Buffer);
+            var a = Assert.IsType<global::Weft.Wire.Dns.ARecord>(Assert.Single(reply.Answers));
+            Assert.Equal(s.GetProperty("services")[0].GetProperty("address").GetString(), a.Address.ToString());
+        }
         var status = Exec("lan1-a", "dotnet", WeftDll, "status");
         Assert.Contains("node lan1-a", status); // exec points weft status at lan1-a's own admin API
+        Assert.Contains($"edge DNS at {dnsAt}", status);
         Ok(TimeSpan.FromMinutes(1), "lab", "down");
         NothingLeft(_dir, _prefix, pids);
     }

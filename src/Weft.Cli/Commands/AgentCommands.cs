@@ -184,6 +184,11 @@ public static class AgentCommands
         sb.AppendLine("peers:");
         foreach (var p in s.Peers)
             sb.AppendLine(string.Create(inv, $"  {p.Name ?? p.PeerId,-16} {p.Kind,-7} {(p.Via is null ? "" : "via " + p.Via),-14} rtt {(p.RttMs is { } t ? t.ToString("0.000", inv) + " ms" : "?"),-12} bytes direct {p.DirectBytes} relayed {p.RelayedBytes}"));
+        if (s.Services.Count > 0) sb.AppendLine("services:");
+        foreach (var v in s.Services)
+            sb.AppendLine(string.Create(inv, $"  {v.Namespace + "/" + v.Name,-24} {v.Url ?? v.Address ?? "-",-32} {v.Endpoints.Count} endpoint(s){(v.Error is null ? "" : " error: " + v.Error)}"));
+        if (s.Dns is { } d)
+            sb.AppendLine(string.Create(inv, $"edge DNS {(d.Listening ? "at " + d.Listen : "NOT listening at " + d.Listen)} for *.svc.{d.Domain}, upstreams {(d.Upstreams.Count == 0 ? "none" : string.Join(", ", d.Upstreams))}: {d.Queries} queries, {d.Answered} answered, {d.Forwarded} forwarded, {d.Failed} failed"));
         foreach (var w in s.Warnings) sb.AppendLine("warning: " + w);
         return sb.ToString();
     }

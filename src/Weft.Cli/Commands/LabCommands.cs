@@ -45,6 +45,8 @@ public static class LabCommands
                 Console.WriteLine("  weft lab exec lan1-a -- weft ping lan2-a --count 3      (each ping a new tunnel stream, with its path)");
                 Console.WriteLine("  weft lab exec lan1-a -- weft status");
                 if (demo is not null) Console.WriteLine($"  weft lab exec lan1-a -- curl -s {demo}      (the demo service on the LAN 2 nodes, through lan1-a's proxy)");
+                if (status["dns"]?.GetValue<string>() is { } dns && System.Net.IPEndPoint.TryParse(dns, out var dnsAt))
+                    Console.WriteLine($"  weft lab exec lan1-a -- dig +short @{dnsAt.Address} -p {dnsAt.Port} demo.default.svc.cluster.local      (lan1-a's edge DNS: the demo service's address)");
                 if (lb is not null) Console.WriteLine($"  weft lab exec relay1 -- curl -s {lb}/lan2-a/default/demo      (a cloud app's request: lb, any replica, the one that owns lan2-a)");
                 Console.WriteLine("  weft lab chaos kill-relay relay1     (then ping again; restore-relay relay1 brings it back)");
                 Console.WriteLine("  weft lab down");
@@ -66,7 +68,8 @@ public static class LabCommands
                         $"{kv.Key} {kv.Value?["kind"]}{(kv.Value?["via"] is JsonNode v ? " via " + v : "")}{(kv.Value?["rttMs"] is JsonNode r ? $" {r} ms" : "")}"));
                     Console.WriteLine($"  {n["name"],-8} {n["lan"],-5} {(n["relay"]!.GetValue<bool>() ? "relay" : "node"),-6} {(n["error"] is JsonNode e ? "error: " + e : paths)}");
                 }
-                foreach (var s in status["services"]!.AsArray()) Console.WriteLine($"  service {s!["name"]} {s["url"]}");
+                foreach (var s in status["services"]!.AsArray()) Console.WriteLine($"  service {s!["name"]} {s["url"]} ({s["dnsName"]})");
+                if (status["dns"] is JsonNode dnsNode) Console.WriteLine($"  edge DNS of lan1-a at {dnsNode}");
                 if (status["cloud"] is JsonObject cloud)
                 {
                     Console.WriteLine($"  cloud via lb {cloud["lb"]}");

@@ -37,6 +37,9 @@ public sealed record AgentStatus(
 
     /// <summary>The proxied services, each with its address and URL on this node.</summary>
     public IReadOnlyList<Proxy.ServiceView> Services { get; init; } = [];
+
+    /// <summary>The edge DNS server (null when modules.edgeDNS is off).</summary>
+    public Dns.EdgeDnsView? Dns { get; init; }
 }
 
 /// <summary>One tunnel ping (a new stream each time), as <c>POST /ping</c> streams them.</summary>

@@ -132,6 +132,9 @@ public sealed class MeshAgent : IAsyncDisposable
     /// <summary>The service proxy (modules.edgeProxy); null when it is off.</summary>
     public Proxy.ServiceProxy? Proxy { get; private set; }
 
+    /// <summary>The edge DNS server (modules.edgeDNS); null when it is off.</summary>
+    public Dns.EdgeDnsServer? Dns { get; private set; }
+
     /// <summary>EdgeMesh's node-name exchange (<c>/libp2p/tunnel-discovery/1.0.0</c>): names for the peers discovery finds.</summary>
     public Discovery.NodeNameExchange Exchange { get; }
 
@@ -210,6 +213,7 @@ public sealed class MeshAgent : IAsyncDisposable
             }
             agent._loops.Add(Task.Run(() => agent.BootstrapLoopAsync(agent._stop.Token)));
             if (config.Proxy.Enable) agent.Proxy = Mesh.Proxy.ServiceProxy.Start(config.Proxy, config.NodeName, agent.Directory.Resolve, agent.Tunnel, host.Time, loggers, agent.Resume);
+            if (config.Dns.Enable && agent.Proxy is { } proxy) agent.Dns = Mesh.Dns.EdgeDnsServer.Start(config.Dns, proxy.Lookup, loggers);
             agent._loops.Add(Task.Run(() => agent.ProbePathsAsync(agent._stop.Token)));
             agent._loops.Add(Task.Run(() => agent.CheckRelayLoopAsync(agent._stop.Token)));
             Log.Started(agent._log, config.NodeName, host.PeerId.ToString(), string.Join(' ', host.ListenAddresses), config.IsRelay);
@@ -277,6 +281,7 @@ public sealed class MeshAgent : IAsyncDisposable
         if (next.Tunnel.ListenInterfaces != before.Tunnel.ListenInterfaces) restartNeeded.Add("listenInterfaces");
         if (next.Admin != before.Admin) restartNeeded.Add("admin");
         if (next.Proxy != before.Proxy) restartNeeded.Add("edgeProxy (its services file is watched on its own)");
+        if (!DnsEquals(next.Dns, before.Dns)) restartNeeded.Add("edgeDNS");
         foreach (var k in restartNeeded) Log.RestartNeeded(_log, k);
         ApplyRelayRole(next);
         UpdateRelays(next);
@@ -284,6 +289,9 @@ public sealed class MeshAgent : IAsyncDisposable
         Log.ConfigApplied(_log, next.Tunnel.RelayNodes.Count, next.IsRelay);
         return Task.CompletedTask;
     }
+
+    private static bool DnsEquals(Dns.EdgeDnsConfig a, Dns.EdgeDnsConfig b) =>
+        a with { Upstreams = [] } == b with { Upstreams = [] } && a.Upstreams.SequenceEqual(b.Upstreams);
 
     /// <summary>Records a reload that failed validation (the running configuration stays).</summary>
     public void ReportConfigError(string error)
@@ -661,6 +669,7 @@ public sealed class MeshAgent : IAsyncDisposable
         }
         if (configError is not null) warnings.Add("the last configuration change was rejected: " + configError);
         if (Proxy is not null) warnings.AddRange(Proxy.Warnings());
+        if (Dns is not null) warnings.AddRange(Dns.Warnings());
         return new AgentStatus(
             config.NodeName, Host.PeerId.ToString(), typeof(MeshAgent).Assembly.GetName().Version?.ToString(3) ?? "?",
             StartedAt.ToString("O", CultureInfo.InvariantCulture), notReady.Count == 0, notReady,
@@ -673,6 +682,7 @@ public sealed class MeshAgent : IAsyncDisposable
         {
             Proxy = Proxy?.View(),
             Services = Proxy?.Services() ?? [],
+            Dns = Dns?.View(),
         };
     }
 
@@ -730,6 +740,7 @@ public sealed class MeshAgent : IAsyncDisposable
         await _autonat.DisposeAsync().ConfigureAwait(false);
         _autonatServer.Dispose();
         _dcutr?.Dispose();
+        if (Dns is not null) await Dns.DisposeAsync().ConfigureAwait(false);
         if (Proxy is not null) await Proxy.DisposeAsync().ConfigureAwait(false);
         Resume?.Dispose();
         Tunnel.Dispose();

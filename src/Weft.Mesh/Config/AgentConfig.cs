@@ -235,6 +235,9 @@ public sealed record AgentConfig
     /// <summary><c>modules.edgeProxy</c>: the service proxy.</summary>
     public Proxy.EdgeProxyConfig Proxy { get; init; } = new();
 
+    /// <summary><c>modules.edgeDNS</c>: the edge DNS server for service names.</summary>
+    public Dns.EdgeDnsConfig Dns { get; init; } = new();
+
     /// <summary>Warnings that do not stop the agent (keys accepted for compatibility but not used, and so on).</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
 

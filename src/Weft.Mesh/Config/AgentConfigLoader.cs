@@ -81,12 +81,8 @@ public static class AgentConfigLoader
         var tunnel = ReadTunnel(modules?.Section("edgeTunnel"), problems, warnings, out var nodeNameFromConfig, out var metrics);
         var admin = ReadAdmin(modules?.Section("admin"), problems);
         var cloud = ReadCloudLink(modules?.Section("cloudLink"), problems);
-        if (modules?.Section("edgeDNS") is { } dns)
-        {
-            dns.Accept("enable", "listenPort", "cacheDNS");
-            if (dns.Bool("enable") == true) warnings.Add("modules.edgeDNS is not served yet by this Weft version");
-        }
         var proxy = Proxy.EdgeProxyConfig.Read(modules?.Section("edgeProxy"), problems, warnings, path);
+        var dns = Dns.EdgeDnsConfig.Read(modules?.Section("edgeDNS"), proxy.Enable, problems, warnings);
         if (modules?.Section("edgeCNI") is { } cni)
         {
             cni.Accept("encapsulationIP", "tunMode", "meshCIDRConfig");
@@ -130,6 +126,7 @@ public static class AgentConfigLoader
             Metrics = metrics,
             CloudLink = cloud,
             Proxy = proxy,
+            Dns = dns,
             Warnings = warnings,
         };
     }

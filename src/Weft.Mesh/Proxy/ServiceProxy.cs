@@ -258,6 +258,13 @@ public sealed class ServiceProxy : IAsyncDisposable
     // ------------------------------------------------------------------ status
 
     /// <summary>TCP connections open now and UDP flows tracked now, all services together.</summary>
+    /// <summary>The service namespace/name as edge DNS sees it: unknown, known without an address, or at its address.</summary>
+    public Dns.ServiceLookup Lookup(string ns, string name)
+    {
+        lock (_gate)
+            return _services.TryGetValue(new ServiceName(ns, name), out var s) ? new Dns.ServiceLookup(true, s.Address) : Dns.ServiceLookup.Unknown;
+    }
+
     public (int Connections, int Flows) Active => (Volatile.Read(ref _active), Volatile.Read(ref _flows));
 
     public ProxyView View()

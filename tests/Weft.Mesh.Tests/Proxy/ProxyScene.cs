@@ -40,7 +40,10 @@ internal sealed class ProxyScene(Xunit.Abstractions.ITestOutputHelper? output = 
     private static bool AllReserved(IReadOnlyList<RelayLinkState> links) => links.Count > 0 && links.All(l => l.Status == RelayLinkStatus.Up && l.Reserved);
 
     /// <summary>Starts r1, the endpoint nodes, and "a" with the proxy reading <paramref name="services"/>.</summary>
-    public async Task StartAsync(string services, ProxyLimits? limits = null, params string[] endpointNodes)
+    public Task StartAsync(string services, ProxyLimits? limits = null, params string[] endpointNodes) => StartAsync(services, limits, null, endpointNodes);
+
+    /// <summary>As above, with edge DNS on "a" when <paramref name="dns"/> is given.</summary>
+    public async Task StartAsync(string services, ProxyLimits? limits, Weft.Mesh.Dns.EdgeDnsConfig? dns, params string[] endpointNodes)
     {
         File.WriteAllText(ServicesPath, services);
         _mesh.DeclareRelays("r1");
@@ -49,6 +52,7 @@ internal sealed class ProxyScene(Xunit.Abstractions.ITestOutputHelper? output = 
         var config = _mesh.Config("a", Tolerant) with
         {
             Proxy = new EdgeProxyConfig { Enable = true, ServicesFile = ServicesPath, ServiceCidr = Range, Limits = limits ?? new ProxyLimits() },
+            Dns = dns ?? new Weft.Mesh.Dns.EdgeDnsConfig(),
         };
         _caller = await MeshAgent.StartAsync(config, output is null ? NullLoggerFactory.Instance : new TestOutputLoggers(output, "a"));
         await LoopbackMesh.WaitRelays(_caller, AllReserved, "a reservation on r1");
