@@ -118,6 +118,26 @@ public sealed class LabAgents : IAsyncDisposable
         return JsonDocument.Parse(stdout).RootElement.Clone();
     }
 
+    /// <summary>The node's Prometheus metrics (its admin API's /metrics, fetched in its namespace): series → value.</summary>
+    public async Task<IReadOnlyDictionary<string, double>> MetricsAsync(string node)
+    {
+        var curl = NatLab.FindExecutable("curl") ?? throw new InvalidOperationException("curl is not installed");
+        var (code, stdout, stderr) = await _lab.ExecAsync(node, [curl, "-sf", "--max-time", "10", "http://127.0.0.1:20016/metrics"], Deadline);
+        if (code != 0) throw new InvalidOperationException($"{node}: GET /metrics failed ({code}): {stderr}");
+        var series = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var line in stdout.Split('\n'))
+        {
+            if (line.Length == 0 || line[0] == '#') continue;
+            var space = line.LastIndexOf(' ');
+            if (space > 0 && double.TryParse(line.AsSpan(space + 1), NumberStyles.Float, CultureInfo.InvariantCulture, out var v)) series[line[..space]] = v;
+        }
+        return series;
+    }
+
+    /// <summary>The sum of every series of <paramref name="name"/> whose labels contain <paramref name="label"/> (e.g. <c>cause="lost"</c>).</summary>
+    public static double Sum(IReadOnlyDictionary<string, double> metrics, string name, string? label = null) =>
+        metrics.Where(kv => (kv.Key == name || kv.Key.StartsWith(name + "{", StringComparison.Ordinal)) && (label is null || kv.Key.Contains(label, StringComparison.Ordinal))).Sum(kv => kv.Value);
+
     /// <summary>Checks the node's status until <paramref name="condition"/> holds (each check is a round trip to its admin API).</summary>
     public async Task<JsonElement> WaitStatusAsync(string node, Func<JsonElement, bool> condition, string what, TimeSpan? deadline = null)
     {

@@ -20,6 +20,8 @@ public static class DemoCommands
         weft demo-call echo URL [--size BYTES]
         weft demo-call tcp-echo IP:PORT [--size BYTES] [--count N]
         weft demo-call udp-echo IP:PORT [--queries N] [--stream N] [--window N]
+        weft demo-call session IP:PORT [--seconds N] [--interval MS] [--size BYTES] [--timeout MS]
+                                   (one TCP connection to an echo port, a message every MS, each echo timed and checked)
         """;
 
     /// <summary>Most requests, transfers or datagrams one call makes.</summary>
@@ -63,7 +65,7 @@ public static class DemoCommands
 
     public static async Task<int> CallAsync(string[] argv, CancellationToken ct)
     {
-        var a = Args.Parse(argv, CallUsage, ["--count", "--warmup", "--size", "--queries", "--stream", "--window"], ["--new-connection"]);
+        var a = Args.Parse(argv, CallUsage, ["--count", "--warmup", "--size", "--queries", "--stream", "--window", "--seconds", "--interval", "--timeout"], ["--new-connection"]);
         if (a.Positionals.Count != 2) throw new UsageException($"expected a mode and a target\nusage: {CallUsage}");
         var (mode, target) = (a.Positionals[0], a.Positionals[1]);
         var result = mode switch
@@ -73,6 +75,8 @@ public static class DemoCommands
             "echo" => await EchoAsync(Url(target), (int)Math.Min(a.GetBytes("--size", 1 << 16), DemoApp.MaxEchoBody), ct).ConfigureAwait(false),
             "tcp-echo" => await TcpEchoAsync(Target(target), (int)Math.Min(a.GetBytes("--size", 1 << 20), 1L << 30), a.GetInt("--count", 1, 1, MaxCount), ct).ConfigureAwait(false),
             "udp-echo" => await UdpEchoAsync(Target(target), a.GetInt("--queries", 10, 0, MaxCount), a.GetInt("--stream", 0, 0, MaxCount), a.GetInt("--window", 64, 1, 65536), ct).ConfigureAwait(false),
+            "session" => await SessionAsync(Target(target), TimeSpan.FromSeconds(a.GetInt("--seconds", 10, 1, 86_400)), TimeSpan.FromMilliseconds(a.GetInt("--interval", 20, 0, 60_000)),
+                (int)Math.Clamp(a.GetBytes("--size", 64), 8, 1 << 20), TimeSpan.FromMilliseconds(a.GetInt("--timeout", 30_000, 1, 600_000)), ct).ConfigureAwait(false),
             _ => throw new UsageException($"unknown mode '{mode}'\nusage: {CallUsage}"),
         };
         Console.WriteLine(JsonSerializer.Serialize(result.Fields, Json));
@@ -135,9 +139,15 @@ public static class DemoCommands
         using var http = Http(newConnection);
         var seconds = new List<double>();
         var errors = new List<string>();
+        var maxGap = 0.0;
         for (var i = 0; i < count; i++)
         {
-            try { seconds.Add(await DemoClient.GetBytesAsync(http, url, size, ct).ConfigureAwait(false)); }
+            try
+            {
+                var r = await DemoClient.GetBytesAsync(http, url, size, ct).ConfigureAwait(false);
+                seconds.Add(r.Seconds);
+                maxGap = Math.Max(maxGap, r.MaxGapMs);
+            }
             catch (Exception ex) when (ex is HttpRequestException or InvalidDataException or IOException or TaskCanceledException && !ct.IsCancellationRequested)
             {
                 errors.Add(ex.Message);
@@ -147,7 +157,18 @@ public static class DemoCommands
         var fields = new Dictionary<string, object?> { ["mode"] = "bytes", ["url"] = url.ToString(), ["bytes"] = size, ["count"] = count, ["ok"] = seconds.Count, ["failed"] = errors.Count, ["errors"] = errors };
         foreach (var (k, v) in Percentiles(ms)) fields[k] = v;
         fields["mibPerSecond"] = seconds.Count == 0 ? null : Math.Round(size / 1048576.0 / Median(seconds), 1);
+        fields["maxGapMs"] = maxGap;
         return new Outcome(errors.Count == 0, fields);
+    }
+
+    private static async Task<Outcome> SessionAsync(IPEndPoint target, TimeSpan duration, TimeSpan interval, int size, TimeSpan timeout, CancellationToken ct)
+    {
+        var r = await DemoClient.SessionAsync(target, duration, interval, size, timeout, ct).ConfigureAwait(false);
+        return new Outcome(r.Error is null, new()
+        {
+            ["mode"] = "session", ["target"] = target.ToString(), ["exchanges"] = r.Exchanges, ["corrupt"] = r.Corrupt,
+            ["p50Ms"] = r.P50Ms, ["maxMs"] = r.MaxMs, ["seconds"] = r.Seconds, ["error"] = r.Error, ["ok"] = r.Error is null,
+        });
     }
 
     private static double Median(List<double> v)

@@ -8,6 +8,15 @@ namespace Weft.Mesh.Proxy;
 /// <summary>A UDP echo stream's outcome: every echo is checked to be exactly one datagram that was sent, once.</summary>
 public sealed record UdpStreamResult(int Sent, int Received, int Lost, int Corrupt, int Duplicates, double Seconds);
 
+/// <summary>A download's time and the longest wait between two reads of it (what a relay failure costs the application).</summary>
+public sealed record TransferResult(double Seconds, double MaxGapMs);
+
+/// <summary>
+/// An interactive session: exchanges done and failed, round trips (the longest is the stall the application saw), and
+/// the error that ended it early, if any.
+/// </summary>
+public sealed record SessionResult(int Exchanges, int Corrupt, double P50Ms, double MaxMs, double Seconds, string? Error);
+
 /// <summary>
 /// Clients of <see cref="DemoApp"/> for tests, the lab and benchmarks (`weft demo-call`): they check every byte they
 /// get back and are bounded in count and time.
@@ -153,9 +162,9 @@ public static class DemoClient
 
     /// <summary>
     /// <c>GET BASE/bytes/N</c>, checking every byte against the pattern. Returns the seconds from sending the request to
-    /// the last byte. Throws <see cref="InvalidDataException"/> on a wrong or short body.
+    /// the last byte, and the longest gap between reads. Throws <see cref="InvalidDataException"/> on a wrong or short body.
     /// </summary>
-    public static async Task<double> GetBytesAsync(HttpClient http, Uri baseUrl, long n, CancellationToken ct = default)
+    public static async Task<TransferResult> GetBytesAsync(HttpClient http, Uri baseUrl, long n, CancellationToken ct = default)
     {
         var sw = Stopwatch.StartNew();
         using var response = await http.GetAsync(new Uri(baseUrl, "bytes/" + n.ToString(System.Globalization.CultureInfo.InvariantCulture)), HttpCompletionOption.ResponseHeadersRead, ct).ConfigureAwait(false);
@@ -164,12 +173,69 @@ public static class DemoClient
         var buffer = new byte[256 * 1024];
         long at = 0;
         int read;
+        var last = sw.Elapsed;
+        var maxGap = TimeSpan.Zero;
         while ((read = await body.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
         {
+            var now = sw.Elapsed;
+            if (now - last > maxGap) maxGap = now - last;
+            last = now;
             if (!DemoApp.MatchesPattern(at, buffer.AsSpan(0, read))) throw new InvalidDataException($"bytes {at}..{at + read} are not the pattern");
             at += read;
         }
         if (at != n) throw new InvalidDataException($"got {at} bytes, not {n}");
-        return sw.Elapsed.TotalSeconds;
+        return new TransferResult(sw.Elapsed.TotalSeconds, Math.Round(maxGap.TotalMilliseconds, 1));
+    }
+
+    /// <summary>
+    /// An interactive session on one TCP connection to an echo service: every <paramref name="interval"/> one message of
+    /// <paramref name="size"/> bytes (its sequence number, then a pattern from it) is sent and its echo awaited and
+    /// checked, for <paramref name="duration"/>. A connection error or a wrong echo ends it early (<see cref="SessionResult.Error"/>).
+    /// </summary>
+    public static async Task<SessionResult> SessionAsync(IPEndPoint target, TimeSpan duration, TimeSpan interval, int size, TimeSpan exchangeTimeout, CancellationToken ct = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(size, 8);
+        var rtts = new List<double>();
+        var corrupt = 0;
+        string? error = null;
+        var total = Stopwatch.StartNew();
+        using var s = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var message = new byte[size];
+        var back = new byte[size];
+        try
+        {
+            await s.ConnectAsync(target, ct).ConfigureAwait(false);
+            for (var seq = 0L; total.Elapsed < duration; seq++)
+            {
+                BinaryPrimitives.WriteInt64LittleEndian(message, seq);
+                for (var i = 8; i < size; i++) message[i] = (byte)(seq + i);
+                var sw = Stopwatch.StartNew();
+                using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                cts.CancelAfter(exchangeTimeout);
+                await s.SendAsync(message, SocketFlags.None, cts.Token).ConfigureAwait(false);
+                for (var got = 0; got < size;)
+                {
+                    var n = await s.ReceiveAsync(back.AsMemory(got), SocketFlags.None, cts.Token).ConfigureAwait(false);
+                    if (n == 0) throw new IOException($"the connection was closed after {seq} exchanges");
+                    got += n;
+                }
+                rtts.Add(sw.Elapsed.TotalMilliseconds);
+                if (!back.AsSpan().SequenceEqual(message))
+                {
+                    corrupt++;
+                    throw new InvalidDataException($"exchange {seq} came back different");
+                }
+                var wait = interval - sw.Elapsed;
+                if (wait > TimeSpan.Zero) await Task.Delay(wait, ct).ConfigureAwait(false); // the session's own pace
+            }
+            s.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or InvalidDataException or OperationCanceledException && !ct.IsCancellationRequested)
+        {
+            error = ex is OperationCanceledException ? $"no echo within {exchangeTimeout.TotalSeconds:0.#} s" : ex.Message;
+        }
+        rtts.Sort();
+        return new SessionResult(rtts.Count, corrupt, rtts.Count == 0 ? 0 : Math.Round(rtts[rtts.Count / 2], 3), rtts.Count == 0 ? 0 : Math.Round(rtts[^1], 3),
+            Math.Round(total.Elapsed.TotalSeconds, 3), error);
     }
 }

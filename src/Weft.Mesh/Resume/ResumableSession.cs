@@ -145,6 +145,7 @@ internal sealed class ResumableSession
             if (_current is not null) throw new InvalidOperationException("attach while attached");
             att = new Attachment(stream, connection, ++_generation, peerReceived);
             _current = att;
+            if (Counters is { } counters) counters.Relayed = connection.IsRelayed;
             _attachments.RemoveAll(a => a.Loops.IsCompleted);
             _attachments.Add(att);
             if (_detachedAt != 0)

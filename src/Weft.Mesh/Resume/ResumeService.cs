@@ -28,7 +28,7 @@ public sealed class ResumeMetrics : IDisposable
     {
         Resets = _meter.CreateCounter<long>("weft_resume_resets", description: "resumable connections reset, by reason");
         PathLosses = _meter.CreateCounter<long>("weft_resume_path_losses", description: "times the stream under a resumable connection died");
-        Moves = _meter.CreateCounter<long>("weft_resume_moves", description: "resumable connections moved to another stream, by cause (lost, better)");
+        Moves = _meter.CreateCounter<long>("weft_resume_moves", description: "resumable connections moved to another stream, by cause (better: this side moved it to a better path; resumed: the other side resumed it here after its stream died)");
         Stall = _meter.CreateHistogram<double>("weft_resume_stall_seconds", "s", "time a resumable connection spent without a stream");
         _meter.CreateObservableGauge("weft_resume_sessions", sessions, description: "resumable connections open");
         _meter.CreateObservableGauge("weft_resume_buffered_bytes", buffered, "By", "bytes sent but not yet acknowledged, all connections");
@@ -277,8 +277,11 @@ public sealed class ResumeService : IDisposable
                 case ResumeStatus.Ok:
                     if (session.Attach(stream, on, (long)welcome.Received))
                     {
-                        if (conn is null) Interlocked.Increment(ref _resumed);
-                        Log.Resumed(_log, session.IdText, session.Node, on.IsRelayed ? "relay" : "direct");
+                        if (conn is null)
+                        {
+                            Interlocked.Increment(ref _resumed);
+                            Log.Resumed(_log, session.IdText, session.Node, on.IsRelayed ? "relay" : "direct");
+                        }
                         return null;
                     }
                     stream.Reset();

@@ -7,6 +7,10 @@ namespace Weft.Mesh.Tunnel;
 public sealed class BridgeCounters
 {
     private long _toSocket, _toPipe;
+    private volatile bool _relayed;
+
+    /// <summary>Whether the bytes counted from now on cross a relay (a resumable connection changes it when it moves).</summary>
+    public bool Relayed { get => _relayed; set => _relayed = value; }
 
     /// <summary>Bytes written to the socket (from the tunnel).</summary>
     public long ToSocket => Interlocked.Read(ref _toSocket);

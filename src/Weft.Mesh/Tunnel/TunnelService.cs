@@ -213,18 +213,26 @@ public sealed class TunnelService : IDisposable
         }
     }
 
-    /// <summary>Counters that feed the per-path metrics and the per-peer totals of <paramref name="peer"/>.</summary>
+    /// <summary>
+    /// Counters that feed the per-path metrics and the per-peer totals of <paramref name="peer"/>, by the path in
+    /// <see cref="BridgeCounters.Relayed"/> (starting as <paramref name="relayed"/>).
+    /// </summary>
     public BridgeCounters NewCounters(PeerId peer, bool relayed)
     {
         var per = _perPeer.GetOrAdd(peer, _ => new PeerCounters());
-        var path = new KeyValuePair<string, object?>("path", relayed ? "relay" : "direct");
+        var relay = new KeyValuePair<string, object?>("path", "relay");
+        var direct = new KeyValuePair<string, object?>("path", "direct");
+        var counters = new BridgeCounters { Relayed = relayed };
         void Add(long n, string dir)
         {
-            if (relayed) Interlocked.Add(ref per.RelayedBytes, n);
+            var viaRelay = counters.Relayed;
+            if (viaRelay) Interlocked.Add(ref per.RelayedBytes, n);
             else Interlocked.Add(ref per.DirectBytes, n);
-            _metrics.TunnelBytes.Add(n, path, new KeyValuePair<string, object?>("direction", dir));
+            _metrics.TunnelBytes.Add(n, viaRelay ? relay : direct, new KeyValuePair<string, object?>("direction", dir));
         }
-        return new BridgeCounters { OnToPipe = n => Add(n, "tx"), OnToSocket = n => Add(n, "rx") };
+        counters.OnToPipe = n => Add(n, "tx");
+        counters.OnToSocket = n => Add(n, "rx");
+        return counters;
     }
 
     private void Count(string direction, string protocol, string result) =>
