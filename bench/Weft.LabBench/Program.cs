@@ -11,9 +11,11 @@ using Weft.Lab.Tests;
 // and measures the time to the first successful new stream through the other relay; the relay is then restored and
 // both nodes hold reservations on both relays again before the next trial.
 
-if (args.Length == 0 || args[0] != "failover")
+// weft-labbench resume [--trials N] [--out FILE]: see ResumeBench.cs.
+
+if (args.Length == 0 || args[0] is not ("failover" or "resume"))
 {
-    Console.Error.WriteLine("usage: weft-labbench failover [--trials N] [--out FILE]");
+    Console.Error.WriteLine("usage: weft-labbench failover|resume [--trials N] [--out FILE]");
     return 2;
 }
 var trials = 20;
@@ -30,15 +32,16 @@ for (var i = 1; i < args.Length; i++)
             outFile = args[++i];
             break;
         default:
-            Console.Error.WriteLine($"bad argument {args[i]}; usage: weft-labbench failover [--trials N (1..200)] [--out FILE]");
+            Console.Error.WriteLine($"bad argument {args[i]}; usage: weft-labbench failover|resume [--trials N (1..200)] [--out FILE]");
             return 2;
     }
 }
 if (!NatLab.CanRun(out var why))
 {
-    Console.Error.WriteLine($"the failover bench needs the NAT lab: {why}");
+    Console.Error.WriteLine($"the {args[0]} bench needs the NAT lab: {why}");
     return 1;
 }
+if (args[0] == "resume") return await Weft.LabBench.ResumeBench.RunAsync(trials, outFile);
 
 (string, string)[] relays = [("relay1", "10.250.0.1"), ("relay2", "10.250.0.2")];
 const string Extra = "holePunching: false";
