@@ -65,7 +65,7 @@ public class KadFloodTests
             }
 
             // Warm up (JIT, buffer pools), then measure over a larger flood.
-            var serverSide = server.Host.GetConnection(attacker.PeerId)!;
+            var serverSide = await WaitForConnection(server.Host, attacker.PeerId); // the dialer can finish before the listener adds it
             await FloodAsync(3000);
             var before = await SettledMemoryAsync(serverSide);
             await FloodAsync(6000);
