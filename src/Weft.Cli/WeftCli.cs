@@ -37,11 +37,13 @@ public static class WeftCli
                                                      the running agent's relays, peers and paths
           weft ping NODE_NAME [--count N] [--interval MS] [--timeout MS] [--json] [--admin URL | --config PATH]
                                                      tunnel round trips to a node, each on a new stream, with its path
-          weft lab up [--nat] | status [--json] | exec NODE -- CMD... | chaos ACTION TARGET | down
-                                                     the local lab: 2 relays, 2 LANs of 2 nodes, the demo service
+          weft lab up [--nat | --loopback] | status [--json] | exec NODE -- CMD... | chaos ACTION TARGET | down
+                                                     the local lab: 2 relays, 2 LANs of 2 nodes, the demo service,
+                                                     2 cloud replicas behind a load balancer
           weft cloud --config PATH                   one cloud replica: edge hub (WebSocket) and REST router;
                                                      prints "ready NAME ..." once both listen
           weft cloud token --config PATH NODE_NAME   print the hub token of a node
+          weft cloud status --router URL             a replica's sessions and the nodes it owns (JSON)
 
         common options: --log-level trace|debug|information|warning|error (default warning; env WEFT_LOG)
         exit codes: 0 success, 1 operation failed, 2 bad usage or config
