@@ -11,28 +11,33 @@ using Weft.Lab.Tests;
 // and measures the time to the first successful new stream through the other relay; the relay is then restored and
 // both nodes hold reservations on both relays again before the next trial.
 
-// weft-labbench resume [--trials N] [--out FILE]: see ResumeBench.cs.
+// weft-labbench resume [--trials N] [--rounds N] [--out FILE]: see ResumeBench.cs (--trials 0: the cost part only).
 
 if (args.Length == 0 || args[0] is not ("failover" or "resume"))
 {
-    Console.Error.WriteLine("usage: weft-labbench failover|resume [--trials N] [--out FILE]");
+    Console.Error.WriteLine("usage: weft-labbench failover|resume [--trials N] [--rounds N] [--out FILE]");
     return 2;
 }
 var trials = 20;
+var rounds = 3;
 string? outFile = null;
 for (var i = 1; i < args.Length; i++)
 {
     switch (args[i])
     {
-        case "--trials" when i + 1 < args.Length && int.TryParse(args[i + 1], CultureInfo.InvariantCulture, out var t) && t is > 0 and <= 200:
+        case "--trials" when i + 1 < args.Length && int.TryParse(args[i + 1], CultureInfo.InvariantCulture, out var t) && t is >= 0 and <= 200 && (t > 0 || args[0] == "resume"):
             trials = t;
+            i++;
+            break;
+        case "--rounds" when args[0] == "resume" && i + 1 < args.Length && int.TryParse(args[i + 1], CultureInfo.InvariantCulture, out var r) && r is > 0 and <= 50:
+            rounds = r;
             i++;
             break;
         case "--out" when i + 1 < args.Length:
             outFile = args[++i];
             break;
         default:
-            Console.Error.WriteLine($"bad argument {args[i]}; usage: weft-labbench failover|resume [--trials N (1..200)] [--out FILE]");
+            Console.Error.WriteLine($"bad argument {args[i]}; usage: weft-labbench failover [--trials N (1..200)] | resume [--trials N (0..200)] [--rounds N (1..50)] [--out FILE]");
             return 2;
     }
 }
@@ -41,7 +46,7 @@ if (!NatLab.CanRun(out var why))
     Console.Error.WriteLine($"the {args[0]} bench needs the NAT lab: {why}");
     return 1;
 }
-if (args[0] == "resume") return await Weft.LabBench.ResumeBench.RunAsync(trials, outFile);
+if (args[0] == "resume") return await Weft.LabBench.ResumeBench.RunAsync(trials, rounds, outFile);
 
 (string, string)[] relays = [("relay1", "10.250.0.1"), ("relay2", "10.250.0.2")];
 const string Extra = "holePunching: false";

@@ -14,7 +14,7 @@ namespace Weft.LabBench;
 /// second series vanishes (link down). The stall is the session's longest echo; the relay is restored between trials.</item>
 /// <item>Cost: 256 MiB downloads through lan1-a's proxy, with the resumable tunnel and with the plain one (lan1-a
 /// restarted with <c>resume: {enable: false}</c>), on the relayed path to lan2-a and on the direct LAN path to lan1-b,
-/// alternating modes over three rounds.</item>
+/// alternating modes over three rounds (--rounds), after a warm-up round that is not counted.</item>
 /// </list>
 /// </summary>
 internal static class ResumeBench
@@ -37,7 +37,7 @@ internal static class ResumeBench
           - {nodeName: lan1-b, ip: 192.168.1.12}
         """;
 
-    public static async Task<int> RunAsync(int trials, string? outFile)
+    public static async Task<int> RunAsync(int trials, int rounds, string? outFile)
     {
         var dir = Directory.CreateTempSubdirectory("weft-resume-bench-").FullName;
         var services = Path.Combine(dir, "services.yaml");
@@ -114,7 +114,8 @@ internal static class ResumeBench
 
             // 2. Cost: plain against resumable, alternating.
             var rates = new Dictionary<string, List<double>> { ["far resumable"] = [], ["far plain"] = [], ["near resumable"] = [], ["near plain"] = [] };
-            for (var round = 1; round <= 3; round++)
+            // Round 0 warms up (JIT, pools, windows) the agents and apps that stay up; it is not counted.
+            for (var round = 0; round <= rounds; round++)
             {
                 foreach (var resumable in (bool[])[true, false])
                 {
@@ -128,7 +129,7 @@ internal static class ResumeBench
                         var r = await CallAsync("bytes", url, "--size", Download.ToString(CultureInfo.InvariantCulture));
                         if (r.GetProperty("ok").GetInt32() != 1) throw new InvalidOperationException($"download failed: {r}");
                         var mibs = r.GetProperty("mibPerSecond").GetDouble();
-                        rates[$"{path} {(resumable ? "resumable" : "plain")}"].Add(mibs);
+                        if (round > 0) rates[$"{path} {(resumable ? "resumable" : "plain")}"].Add(mibs);
                         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[resume] round {round} {path} {(resumable ? "resumable" : "plain")}: {mibs:0.0} MiB/s"));
                     }
                 }
@@ -150,7 +151,7 @@ internal static class ResumeBench
                     : string.Create(CultureInfo.InvariantCulture, $"| {label} | {Pct(v, 50):0} | {Pct(v, 90):0} | {v.Max():0} | {v.Min():0} | {broken[kind]} |"));
             }
             md.AppendLine();
-            md.AppendLine("Cost: 256 MiB downloads through the proxy, median of 3 rounds (modes alternating), MiB/s.");
+            md.AppendLine(CultureInfo.InvariantCulture, $"Cost: 256 MiB downloads through the proxy, median of {rounds} rounds (modes alternating) after one warm-up round, MiB/s.");
             md.AppendLine();
             md.AppendLine("| path | plain tunnel | resumable | resumable / plain |");
             md.AppendLine("|---|---:|---:|---:|");

@@ -61,8 +61,10 @@ public sealed class MeshAgent : IAsyncDisposable
         Host = host;
         _loggers = loggers;
         _log = loggers.CreateLogger("Weft.Mesh.Agent");
-        Metrics = new MeshMetrics();
-        Exporter = new Wire.Metrics.PrometheusExporter("Weft");
+        // The agent's own meters carry its host as their scope; meters without one (the libp2p layers') are shared by
+        // every agent in the process, which is one in production.
+        Metrics = new MeshMetrics(scope: host);
+        Exporter = new Wire.Metrics.PrometheusExporter(m => m.Scope is null || ReferenceEquals(m.Scope, host), "Weft");
         Relays = new RelayManager(host, config.Tunnel.RelayManager, Metrics, loggers.CreateLogger("Weft.Mesh.Relays"));
         Directory = new NodeNames(config.Tunnel.Identity.Mode, host.Time, new Discovery.NodeDirectory());
         Dialer = new MeshDialer(host, Relays, new MeshDialerOptions(), loggers.CreateLogger("Weft.Mesh.Paths"));
@@ -212,8 +214,8 @@ public sealed class MeshAgent : IAsyncDisposable
                 agent.RelayFinder.Start();
             }
             agent._loops.Add(Task.Run(() => agent.BootstrapLoopAsync(agent._stop.Token)));
-            if (config.Proxy.Enable) agent.Proxy = Mesh.Proxy.ServiceProxy.Start(config.Proxy, config.NodeName, agent.Directory.Resolve, agent.Tunnel, host.Time, loggers, agent.Resume);
-            if (config.Dns.Enable && agent.Proxy is { } proxy) agent.Dns = Mesh.Dns.EdgeDnsServer.Start(config.Dns, proxy.Lookup, loggers);
+            if (config.Proxy.Enable) agent.Proxy = Mesh.Proxy.ServiceProxy.Start(config.Proxy, config.NodeName, agent.Directory.Resolve, agent.Tunnel, host.Time, loggers, agent.Resume, meterScope: host);
+            if (config.Dns.Enable && agent.Proxy is { } proxy) agent.Dns = Mesh.Dns.EdgeDnsServer.Start(config.Dns, proxy.Lookup, loggers, meterScope: host);
             agent._loops.Add(Task.Run(() => agent.ProbePathsAsync(agent._stop.Token)));
             agent._loops.Add(Task.Run(() => agent.CheckRelayLoopAsync(agent._stop.Token)));
             Log.Started(agent._log, config.NodeName, host.PeerId.ToString(), string.Join(' ', host.ListenAddresses), config.IsRelay);

@@ -31,7 +31,7 @@ public sealed class EdgeDnsServer : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly SemaphoreSlim _forwarding;
     private readonly ConcurrentDictionary<long, Task> _work = new();
-    private readonly Meter _meter = new(MeterName);
+    private readonly Meter _meter;
     private readonly Counter<long> _queries;
     private readonly Histogram<double> _forwardSeconds;
     private readonly object _gate = new();
@@ -45,8 +45,9 @@ public sealed class EdgeDnsServer : IAsyncDisposable
     private int _tcpConnections;
     private long _count, _answered, _forwarded, _failed;
 
-    private EdgeDnsServer(EdgeDnsConfig config, Func<string, string, ServiceLookup> lookup, ILoggerFactory loggers)
+    private EdgeDnsServer(EdgeDnsConfig config, Func<string, string, ServiceLookup> lookup, ILoggerFactory loggers, object? meterScope)
     {
+        _meter = new Meter(MeterName, null, null, meterScope);
         _config = config;
         _lookup = lookup;
         _responder = new EdgeDnsResponder(config.Domain, config.Ttl, config.Upstreams.Count > 0);
@@ -69,9 +70,9 @@ public sealed class EdgeDnsServer : IAsyncDisposable
     /// <summary>Completes after the first attempt to bind, bound or not (then <see cref="Warnings"/> says why).</summary>
     public Task FirstAttempt => _firstAttempt.Task;
 
-    public static EdgeDnsServer Start(EdgeDnsConfig config, Func<string, string, ServiceLookup> lookup, ILoggerFactory loggers)
+    public static EdgeDnsServer Start(EdgeDnsConfig config, Func<string, string, ServiceLookup> lookup, ILoggerFactory loggers, object? meterScope = null)
     {
-        var server = new EdgeDnsServer(config, lookup, loggers);
+        var server = new EdgeDnsServer(config, lookup, loggers, meterScope);
         server._main = Task.Run(server.RunAsync);
         return server;
     }

@@ -7,10 +7,11 @@ internal sealed class ProxyMetrics : IDisposable
 {
     public const string MeterName = "Weft.Mesh.Proxy";
 
-    private readonly Meter _meter = new(MeterName);
+    private readonly Meter _meter;
 
-    public ProxyMetrics(Func<IEnumerable<Measurement<long>>> activeConnections, Func<IEnumerable<Measurement<long>>> udpFlows)
+    public ProxyMetrics(Func<IEnumerable<Measurement<long>>> activeConnections, Func<IEnumerable<Measurement<long>>> udpFlows, object? scope = null)
     {
+        _meter = new Meter(MeterName, null, null, scope);
         Connections = _meter.CreateCounter<long>("weft_proxy_connections", description: "TCP connections accepted by service listeners, by service and result (ok, failed: no endpoint reachable, limit: over a connection limit)");
         Bytes = _meter.CreateCounter<long>("weft_proxy_bytes", "By", "bytes proxied, by service, protocol and direction (rx: from clients, tx: to clients)");
         EndpointFailures = _meter.CreateCounter<long>("weft_proxy_endpoint_failures", description: "attempts to reach an endpoint that failed (the next endpoint is tried), by service and path (local, tunnel)");

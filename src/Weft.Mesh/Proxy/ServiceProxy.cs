@@ -43,7 +43,7 @@ public sealed class ServiceProxy : IAsyncDisposable
     private int _flows;
     private int _disposed;
 
-    private ServiceProxy(EdgeProxyConfig config, string nodeName, Func<string, PeerId?> resolve, TunnelService? tunnel, Resume.ResumeService? resume, TimeProvider time, ILoggerFactory loggers)
+    private ServiceProxy(EdgeProxyConfig config, string nodeName, Func<string, PeerId?> resolve, TunnelService? tunnel, Resume.ResumeService? resume, TimeProvider time, ILoggerFactory loggers, object? meterScope)
     {
         Config = config;
         _limits = config.Limits;
@@ -51,7 +51,7 @@ public sealed class ServiceProxy : IAsyncDisposable
         Upstreams = new Upstreams(nodeName, resolve, tunnel, resume);
         _addresses = new ServiceAddresses(config.ServiceCidr);
         LogTo = loggers.CreateLogger("Weft.Mesh.Proxy");
-        Metrics = new ProxyMetrics(() => ByService(s => s.Active), () => ByService(s => s.Flows));
+        Metrics = new ProxyMetrics(() => ByService(s => s.Active), () => ByService(s => s.Flows), meterScope);
     }
 
     public EdgeProxyConfig Config { get; }
@@ -77,9 +77,9 @@ public sealed class ServiceProxy : IAsyncDisposable
     /// </summary>
     /// <param name="resume">When given, TCP to Weft nodes goes through the resumable tunnel (survives path failures);
     /// nodes that do not speak it (EdgeMesh agents) get the plain tunnel.</param>
-    public static ServiceProxy Start(EdgeProxyConfig config, string nodeName, Func<string, PeerId?> resolve, TunnelService? tunnel, TimeProvider time, ILoggerFactory loggers, Resume.ResumeService? resume = null)
+    public static ServiceProxy Start(EdgeProxyConfig config, string nodeName, Func<string, PeerId?> resolve, TunnelService? tunnel, TimeProvider time, ILoggerFactory loggers, Resume.ResumeService? resume = null, object? meterScope = null)
     {
-        var proxy = new ServiceProxy(config, nodeName, resolve, tunnel, resume, time, loggers);
+        var proxy = new ServiceProxy(config, nodeName, resolve, tunnel, resume, time, loggers, meterScope);
         try
         {
             if (config.ServicesFile is { } path)

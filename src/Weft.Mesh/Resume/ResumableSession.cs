@@ -18,8 +18,11 @@ namespace Weft.Mesh.Resume;
 /// </summary>
 internal sealed class ResumableSession
 {
-    /// <summary>Bytes read from the local socket at a time (one chunk of the resend buffer).</summary>
-    public const int ChunkSize = 64 * 1024;
+    /// <summary>Bytes read from the local socket at a time (one chunk of the resend buffer; sent as DATA frames of at most <see cref="ResumeFrame.MaxPayload"/>).</summary>
+    public const int ChunkSize = 256 * 1024;
+
+    /// <summary>Most inbox chunks written to the local socket in one gathered send.</summary>
+    private const int MaxChunksPerSend = 16;
 
     private sealed class Chunk(long offset, byte[] buffer, int length)
     {
@@ -59,6 +62,7 @@ internal sealed class ResumableSession
     private long _received;          // of those, written to the socket: what is acknowledged
     private long _remoteFinAt = -1;  // where the other side's FIN came (once it did)
     private bool _localFin, _finAcked, _remoteFin, _ended;
+    private bool _socketBusy;        // a send to the local socket is under way (the delivery loop's, or a frame's direct write)
     private Attachment? _current;
     private readonly List<Attachment> _attachments = [];
     private int _generation;
@@ -75,6 +79,9 @@ internal sealed class ResumableSession
         IsClient = isClient;
         _socket = socket;
         _log = log;
+        // Synchronous sends return at once with what the socket took (DATA frames are written straight to it when
+        // nothing waits before them); the asynchronous reads and sends are not affected.
+        _socket.Blocking = false;
     }
 
     public byte[] Id { get; }
@@ -454,24 +461,60 @@ internal sealed class ResumableSession
             {
                 // Into the inbox, never straight to the socket: a socket that does not take data must not hold up
                 // the ACKs behind this frame (they are what frees the other direction).
+                ReadOnlySequence<byte> payload;
+                long at;
                 lock (_gate)
                 {
                     if (_ended) return false;
                     var start = (long)frame.Offset;
                     if (start > _queued) throw new ProtocolViolationException("tunnel-resume", $"DATA at {start} leaves a gap after {_queued}");
-                    var payload = frame.Payload;
+                    payload = frame.Payload;
                     var skip = _queued - start;
                     if (skip >= payload.Length) return true; // held already (sent again after a move): drop it
                     payload = payload.Slice(skip);
                     var length = (int)payload.Length;
                     if (_queued - _received + length > MaxInbox)
                         throw new ProtocolViolationException("tunnel-resume", $"the other side sent {_queued - _received + length} bytes past what was acknowledged (at most {MaxInbox})");
-                    var buffer = ArrayPool<byte>.Shared.Rent(length);
-                    payload.CopyTo(buffer);
-                    _inbox.Add(new Chunk(_queued, buffer, length));
+                    at = _queued;
                     _queued += length;
+                    if (_inbox.Count > 0 || _socketBusy)
+                    {
+                        // Behind other data: queue a copy for the delivery loop.
+                        _inbox.Add(CopyToChunk(at, payload));
+                        payload = default;
+                    }
+                    else
+                    {
+                        _socketBusy = true;
+                    }
                 }
-                Signal(_inboxSignal);
+                if (payload.IsEmpty)
+                {
+                    Signal(_inboxSignal);
+                    return true;
+                }
+                // Nothing waits before it: straight to the socket, as much as it takes now without blocking; the rest
+                // (a full socket) goes to the inbox, so the frames behind this one (ACKs among them) are not held up.
+                var written = 0;
+                bool queued, wake;
+                try
+                {
+                    written = SendNow(payload);
+                }
+                finally
+                {
+                    lock (_gate)
+                    {
+                        _socketBusy = false;
+                        if (written < payload.Length && !_ended) _inbox.Add(CopyToChunk(at + written, payload.Slice(written)));
+                        queued = _inbox.Count > 0;
+                        wake = AckWanted(written);
+                        _received += written;
+                    }
+                }
+                if (written > 0) Counters?.AddToSocket(written);
+                if (queued) Signal(_inboxSignal);
+                if (wake) Wake();
                 return true;
             }
             case ResumeFrameType.Ack:
@@ -522,6 +565,43 @@ internal sealed class ResumableSession
 
     private bool IsEnded { get { lock (_gate) return _ended; } }
 
+    private static Chunk CopyToChunk(long offset, in ReadOnlySequence<byte> data)
+    {
+        var length = (int)data.Length;
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        data.CopyTo(buffer);
+        return new Chunk(offset, buffer, length);
+    }
+
+    /// <summary>Writes what the (non-blocking) socket takes now; returns how much that was.</summary>
+    private int SendNow(in ReadOnlySequence<byte> data)
+    {
+        var written = 0;
+        foreach (var segment in data)
+        {
+            var span = segment.Span;
+            while (span.Length > 0)
+            {
+                var n = _socket.Send(span, SocketFlags.None, out var error);
+                if (error == SocketError.WouldBlock) return written;
+                if (error != SocketError.Success) throw new SocketException((int)error);
+                written += n;
+                span = span[n..];
+            }
+        }
+        return written;
+    }
+
+    /// <summary>Whether writing <paramref name="more"/> bytes to the socket should wake the writer to acknowledge (under the lock, before counting them).</summary>
+    private bool AckWanted(long more)
+    {
+        var att = _current;
+        if (att is null || more == 0) return false;
+        // The writer sleeps without a timer when nothing was waiting for an ACK: wake it for the first unacknowledged byte,
+        // and again once AckEveryBytes are waiting (otherwise its AckInterval timer sends the ACK).
+        return _received == att.AckedTo || _received + more - att.AckedTo >= _owner.Options.AckEveryBytes;
+    }
+
     private static void Signal(SemaphoreSlim s)
     {
         try { if (s.CurrentCount == 0) s.Release(); } catch (SemaphoreFullException) { } catch (ObjectDisposedException) { }
@@ -531,6 +611,9 @@ internal sealed class ResumableSession
     private async Task DeliverAsync()
     {
         var ct = _stop.Token;
+        var batch = new List<Chunk>(MaxChunksPerSend);
+        var segments = new List<ArraySegment<byte>>(MaxChunksPerSend);
+        var frameWaiting = false;
         try
         {
             while (true)
@@ -555,16 +638,72 @@ internal sealed class ResumableSession
                     await _inboxSignal.WaitAsync(ct).ConfigureAwait(false);
                     continue;
                 }
-                var sent = 0;
-                while (sent < next.Length) sent += await _socket.SendAsync(next.Buffer.AsMemory(sent, next.Length - sent), SocketFlags.None, ct).ConfigureAwait(false);
+                // Everything waiting (up to MaxChunksPerSend chunks) in one gathered send: fewer system calls and wake-ups.
+                // The batch leaves the inbox first, so only this loop owns its buffers (Finish returns the inbox's).
+                batch.Clear();
                 lock (_gate)
                 {
-                    _inbox.RemoveAt(0);
-                    _received += next.Length;
+                    if (_ended) return;
+                    if (_socketBusy || _inbox.Count == 0)
+                    {
+                        // A frame is being written straight to the socket (it queues what the socket did not take).
+                        frameWaiting = true;
+                    }
+                    else
+                    {
+                        var take = Math.Min(_inbox.Count, MaxChunksPerSend);
+                        for (var i = 0; i < take; i++) batch.Add(_inbox[i]);
+                        _inbox.RemoveRange(0, take);
+                        _socketBusy = true;
+                    }
                 }
-                ArrayPool<byte>.Shared.Return(next.Buffer);
-                Counters?.AddToSocket(next.Length);
-                Wake(); // the writer acknowledges it
+                if (frameWaiting)
+                {
+                    frameWaiting = false;
+                    await _inboxSignal.WaitAsync(ct).ConfigureAwait(false);
+                    continue;
+                }
+                var total = 0;
+                var done = false;
+                try
+                {
+                    segments.Clear();
+                    foreach (var c in batch)
+                    {
+                        segments.Add(new ArraySegment<byte>(c.Buffer, 0, c.Length));
+                        total += c.Length;
+                    }
+                    var sent = await _socket.SendAsync(segments, SocketFlags.None).WaitAsync(ct).ConfigureAwait(false);
+                    while (sent < total)
+                    {
+                        // A partial send: the rest, from where it stopped.
+                        var skip = sent;
+                        segments.Clear();
+                        foreach (var c in batch)
+                        {
+                            if (skip >= c.Length) { skip -= c.Length; continue; }
+                            segments.Add(new ArraySegment<byte>(c.Buffer, skip, c.Length - skip));
+                            skip = 0;
+                        }
+                        sent += await _socket.SendAsync(segments, SocketFlags.None).WaitAsync(ct).ConfigureAwait(false);
+                    }
+                    done = true;
+                }
+                finally
+                {
+                    // A send given up on (the session is ending) may still read its buffers: leave those to the GC.
+                    if (done) foreach (var c in batch) ArrayPool<byte>.Shared.Return(c.Buffer);
+                    batch.Clear();
+                }
+                bool wake;
+                lock (_gate)
+                {
+                    _socketBusy = false;
+                    wake = AckWanted(total);
+                    _received += total;
+                }
+                Counters?.AddToSocket(total);
+                if (wake) Wake(); // the writer acknowledges it
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)

@@ -22,10 +22,11 @@ namespace Weft.Mesh.Resume;
 /// <summary>The resumable tunnel's instruments (meter Weft.Mesh.Resume).</summary>
 public sealed class ResumeMetrics : IDisposable
 {
-    private readonly Meter _meter = new("Weft.Mesh.Resume");
+    private readonly Meter _meter;
 
-    public ResumeMetrics(Func<long> sessions, Func<long> buffered)
+    public ResumeMetrics(Func<long> sessions, Func<long> buffered, object? scope = null)
     {
+        _meter = new Meter("Weft.Mesh.Resume", null, null, scope);
         Resets = _meter.CreateCounter<long>("weft_resume_resets", description: "resumable connections reset, by reason");
         PathLosses = _meter.CreateCounter<long>("weft_resume_path_losses", description: "times the stream under a resumable connection died");
         Moves = _meter.CreateCounter<long>("weft_resume_moves", description: "resumable connections moved to another stream, by cause (better: this side moved it to a better path; resumed: the other side resumed it here after its stream died)");
@@ -103,7 +104,7 @@ public sealed class ResumeService : IDisposable
         _dialer = dialer;
         Options = options;
         _log = log;
-        Metrics = new ResumeMetrics(() => _sessions.Count, () => _budgets.Values.Sum(b => Interlocked.Read(ref b.Used)));
+        Metrics = new ResumeMetrics(() => _sessions.Count, () => _budgets.Values.Sum(b => Interlocked.Read(ref b.Used)), scope: host);
     }
 
     public ResumeOptions Options { get; }

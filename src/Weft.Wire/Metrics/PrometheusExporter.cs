@@ -45,11 +45,21 @@ public sealed class PrometheusExporter : IDisposable
     }
 
     public PrometheusExporter(params string[] meterPrefixes)
+        : this(null, meterPrefixes)
+    {
+    }
+
+    /// <summary>
+    /// As above, keeping only meters <paramref name="accept"/> takes: several agents in one process (tests) each export
+    /// their own meters (told apart by <see cref="Meter.Scope"/>) and not each other's.
+    /// </summary>
+    public PrometheusExporter(Func<Meter, bool>? accept, params string[] meterPrefixes)
     {
         _prefixes = meterPrefixes.Length == 0 ? ["Weft"] : meterPrefixes;
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (_prefixes.Any(p => instrument.Meter.Name.StartsWith(p, StringComparison.Ordinal))) listener.EnableMeasurementEvents(instrument);
+            if (_prefixes.Any(p => instrument.Meter.Name.StartsWith(p, StringComparison.Ordinal)) && (accept is null || accept(instrument.Meter)))
+                listener.EnableMeasurementEvents(instrument);
         };
         _listener.SetMeasurementEventCallback<long>((i, v, tags, _) => Record(i, v, tags));
         _listener.SetMeasurementEventCallback<int>((i, v, tags, _) => Record(i, v, tags));
