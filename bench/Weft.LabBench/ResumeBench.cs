@@ -114,6 +114,9 @@ internal static class ResumeBench
 
             // 2. Cost: plain against resumable, alternating.
             var rates = new Dictionary<string, List<double>> { ["far resumable"] = [], ["far plain"] = [], ["near resumable"] = [], ["near plain"] = [] };
+            // CPU seconds per GiB of the two agents at the ends (where the layer runs), from their process_cpu_seconds_total.
+            var cpu = rates.Keys.ToDictionary(k => k, _ => new List<double>());
+            async Task<double> CpuAsync(string node) => LabAgents.Sum(await agents.MetricsAsync(node), "process_cpu_seconds_total");
             // Round 0 warms up (JIT, pools, windows) the agents and apps that stay up; it is not counted.
             for (var round = 0; round <= rounds; round++)
             {
@@ -126,11 +129,19 @@ internal static class ResumeBench
                     foreach (var (path, url) in new[] { ("far", urls.Far), ("near", urls.Near) })
                     {
                         await CallAsync("get", url, "--count", "3"); // the path (and a hole punch, if any) first
+                        var peer = path == "far" ? "lan2-a" : "lan1-b";
+                        var cpuBefore = await CpuAsync("lan1-a") + await CpuAsync(peer);
                         var r = await CallAsync("bytes", url, "--size", Download.ToString(CultureInfo.InvariantCulture));
                         if (r.GetProperty("ok").GetInt32() != 1) throw new InvalidOperationException($"download failed: {r}");
+                        var cpuPerGiB = (await CpuAsync("lan1-a") + await CpuAsync(peer) - cpuBefore) / ((double)Download / (1L << 30));
                         var mibs = r.GetProperty("mibPerSecond").GetDouble();
-                        if (round > 0) rates[$"{path} {(resumable ? "resumable" : "plain")}"].Add(mibs);
-                        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[resume] round {round} {path} {(resumable ? "resumable" : "plain")}: {mibs:0.0} MiB/s"));
+                        var key = $"{path} {(resumable ? "resumable" : "plain")}";
+                        if (round > 0)
+                        {
+                            rates[key].Add(mibs);
+                            cpu[key].Add(cpuPerGiB);
+                        }
+                        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[resume] round {round} {key}: {mibs:0.0} MiB/s, agents' CPU {cpuPerGiB:0.00} s/GiB"));
                     }
                 }
             }
@@ -153,17 +164,21 @@ internal static class ResumeBench
             md.AppendLine();
             md.AppendLine(CultureInfo.InvariantCulture, $"Cost: 256 MiB downloads through the proxy, median of {rounds} rounds (modes alternating) after one warm-up round, MiB/s.");
             md.AppendLine();
-            md.AppendLine("| path | plain tunnel | resumable | resumable / plain |");
-            md.AppendLine("|---|---:|---:|---:|");
+            md.AppendLine("| path | plain tunnel | resumable | resumable / plain | agents' CPU s/GiB, plain | resumable | resumable / plain |");
+            md.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
             foreach (var path in (string[])["far", "near"])
             {
                 var plain = Median(rates[$"{path} plain"]);
                 var res = Median(rates[$"{path} resumable"]);
+                var cpuPlain = Median(cpu[$"{path} plain"]);
+                var cpuRes = Median(cpu[$"{path} resumable"]);
                 var label = path == "far" ? "lan1-a → lan2-a, relayed" : "lan1-a → lan1-b, direct on the LAN";
-                md.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {label} | {plain:0.0} | {res:0.0} | {res / plain:0.00} |"));
+                md.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {label} | {plain:0.0} | {res:0.0} | {res / plain:0.00} | {cpuPlain:0.00} | {cpuRes:0.00} | {cpuRes / cpuPlain:0.00} |"));
             }
+            md.AppendLine();
+            md.AppendLine("Agents' CPU: process_cpu_seconds_total of lan1-a's agent and the far end's agent (lan2-a or lan1-b), per GiB downloaded; the relay's CPU is not included.");
             Console.WriteLine(md.ToString());
-            Console.WriteLine("RESULT " + JsonSerializer.Serialize(new { stalls, broken, rates }));
+            Console.WriteLine("RESULT " + JsonSerializer.Serialize(new { stalls, broken, rates, cpu }));
             if (outFile is not null) await File.WriteAllTextAsync(outFile, md.ToString());
             return 0;
         }

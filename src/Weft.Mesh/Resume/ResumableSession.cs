@@ -277,6 +277,15 @@ internal sealed class ResumableSession
                     ArrayPool<byte>.Shared.Return(buffer);
                     throw;
                 }
+                if (n > 0 && n < ChunkSize / 2)
+                {
+                    // A short read keeps a right-sized copy, so the memory held stays under twice the bytes buffered
+                    // (an app writing 64 bytes at a time must not pin a ChunkSize array per write).
+                    var small = ArrayPool<byte>.Shared.Rent(n);
+                    buffer.AsSpan(0, n).CopyTo(small);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = small;
+                }
                 if (n == 0)
                 {
                     ArrayPool<byte>.Shared.Return(buffer);
