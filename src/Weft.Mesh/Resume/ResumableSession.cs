@@ -764,7 +764,7 @@ internal sealed class ResumableSession
                 try
                 {
                     ResumeFrame.WriteReset(att.Stream.Output, reason);
-                    _ = att.Stream.Output.FlushAsync().AsTask().ContinueWith(_ => att.Stream.Reset(), TaskScheduler.Default);
+                    _ = CloseAfterResetAsync(att.Stream);
                 }
                 catch (Exception) { att.Stream.Reset(); }
             }
@@ -776,6 +776,28 @@ internal sealed class ResumableSession
         }
         Tunnel.SocketBridge.Abort(_socket);
         Finish(new IOException(reason));
+    }
+
+    /// <summary>How long a stream that carried a RESET frame stays half-open before it is reset.</summary>
+    private static readonly TimeSpan ResetLinger = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Sends the RESET frame and a FIN, and resets the stream only after <see cref="ResetLinger"/>: a stream reset at once
+    /// may reach the other side before it has read the frame, and its reason would be lost.
+    /// </summary>
+    private static async Task CloseAfterResetAsync(YamuxStream stream)
+    {
+        try
+        {
+            await stream.Output.FlushAsync().AsTask().WaitAsync(ResetLinger).ConfigureAwait(false);
+            await stream.Output.CompleteAsync().ConfigureAwait(false);
+            await Task.Delay(ResetLinger).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // the stream is going anyway
+        }
+        stream.Reset();
     }
 
     private static string ResetReason(string reason) =>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using Weft.Mesh.Agent;
@@ -248,5 +249,87 @@ public sealed class ResumeTests(ITestOutputHelper output)
         await raw2.Output.FlushAsync();
         var w2 = await raw2.Input.ReadAsync<ResumeWelcome?>(ResumeWelcome.TryRead, CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(ResumeStatus.UnknownSession, w2!.Status);
+    }
+    [Fact]
+    public async Task A_peer_that_overruns_the_buffers_gets_a_clean_reset_and_the_node_keeps_serving()
+    {
+        var (mesh, a, b) = await MeshAsync(TimeSpan.FromSeconds(20));
+        await using var _m = mesh;
+        // An endpoint that accepts and never reads: what b receives for it can only pile up.
+        using var deaf = new TcpListener(IPAddress.Loopback, 0);
+        deaf.Start();
+        var target = (IPEndPoint)deaf.LocalEndpoint;
+        var accepted = deaf.AcceptSocketAsync();
+
+        // A misbehaving peer (a's host, speaking the protocol by hand): it opens a session and sends DATA far past what
+        // b acknowledged, ignoring that b stops acknowledging when its socket is full.
+        var peerB = a.Directory.Resolve("b")!;
+        var conn = await a.Dialer.ConnectAsync(peerB, CancellationToken.None);
+        var raw = await conn.OpenStreamAsync(ResumeHello.ProtocolId, CancellationToken.None);
+        var target2 = new Weft.Wire.Tunnel.ProxyMessage { Type = Weft.Wire.Tunnel.ProxyMessageType.Connect, Protocol = "tcp", NodeName = "b", Ip = target.Address.ToString(), Port = target.Port };
+        new ResumeHello { Session = System.Security.Cryptography.RandomNumberGenerator.GetBytes(ResumeHello.SessionIdLength), Kind = ResumeHelloKind.Open, Target = target2 }.WriteLengthPrefixedTo(raw.Output);
+        await raw.Output.FlushAsync();
+        var welcome = await raw.Input.ReadAsync<ResumeWelcome?>(ResumeWelcome.TryRead, CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(ResumeStatus.Ok, welcome!.Status);
+        using var app = await accepted.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(1, b.Resume!.Count);
+
+        // Read b's frames while flooding: the RESET must come, with its reason.
+        var reset = Task.Run(async () =>
+        {
+            while (true)
+            {
+                var r = await raw.Input.ReadAsync();
+                var buf = r.Buffer;
+                try
+                {
+                    while (ResumeFrame.TryRead(ref buf, out var f))
+                        if (f.Type == ResumeFrameType.Reset) return f.Reason ?? "";
+                }
+                finally { raw.Input.AdvanceTo(buf.Start, buf.End); }
+                if (r.IsCompleted) return null;
+            }
+        });
+        var payload = new byte[ResumeFrame.MaxPayload];
+        var limit = 2L * new Weft.Mesh.Resume.ResumeOptions().ResendBufferBytes + ResumeFrame.MaxPayload;
+        long offset = 0;
+        try
+        {
+            // At most 64 MiB: b's socket buffers plus its inbox limit are far below that.
+            while (offset < 64L << 20 && !reset.IsCompleted)
+            {
+                ResumeFrame.WriteDataHeader(raw.Output, (ulong)offset, payload.Length);
+                raw.Output.Write(payload);
+                offset += payload.Length;
+                var flush = await raw.Output.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+                if (flush.IsCompleted) break;
+            }
+        }
+        catch (Exception ex) when (ex is not TimeoutException)
+        {
+            // b reset the stream under us: the RESET frame may or may not have been read first.
+        }
+        var reason = await reset.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(offset > limit, $"only {offset} bytes were sent");
+        Assert.NotNull(reason);
+        Assert.Contains("past what was acknowledged", reason, StringComparison.Ordinal);
+
+        // b dropped the session and reset its endpoint connection (not a clean close: the data did not all arrive).
+        var sink = new byte[1 << 20];
+        var ended = await Assert.ThrowsAsync<SocketException>(async () =>
+        {
+            while (await app.ReceiveAsync(sink).WaitAsync(TimeSpan.FromSeconds(10)) > 0) { }
+        });
+        Assert.Equal(SocketError.ConnectionReset, ended.SocketErrorCode);
+        Assert.Equal(0, b.Resume!.Count);
+
+        // Everything else on b keeps serving: a real session from a works.
+        using var echo = new EchoEndpoint();
+        var c = await a.Resume!.OpenAsync(peerB, "b", echo.EndPoint, CancellationToken.None);
+        var (proxy, client) = await SocketPairAsync();
+        using var _c = client;
+        var run = c!.RunAsync(proxy, CancellationToken.None);
+        Assert.Equal(1L << 20, await EchoThroughAsync(client, 1L << 20, () => Task.CompletedTask));
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
     }
 }
