@@ -147,7 +147,8 @@ public sealed class LabAgents : IAsyncDisposable
         {
             s = await StatusAsync(node);
             if (condition(s)) return s;
-            if (DateTime.UtcNow > until) throw new TimeoutException($"{node}: {what} did not happen within {(deadline ?? Deadline).TotalSeconds:0} s; status: {s}");
+            if (DateTime.UtcNow > until)
+                throw new TimeoutException($"{node}: {what} did not happen within {(deadline ?? Deadline).TotalSeconds:0} s; status: {s}\nagents:\n{string.Join("\n", _running.Values.Select(p => p.Describe()))}");
         }
     }
 

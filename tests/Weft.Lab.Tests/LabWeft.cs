@@ -40,6 +40,14 @@ public sealed class LabWeft : IAsyncDisposable
         return new LabWeft(lab.Start(node, argv.ToArray()), node);
     }
 
+    /// <summary>For failure messages: running or exited (with its code), and the last lines of its stderr.</summary>
+    public string Describe(int lines = 15)
+    {
+        var err = Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var state = _p.HasExited ? $"EXITED {_p.ExitCode}" : "running";
+        return $"{Node} ({state}); last stderr lines:\n  " + string.Join("\n  ", err.TakeLast(lines));
+    }
+
     public string Stdout { get { lock (_out) return _out.ToString(); } }
     public string Stderr { get { lock (_err) return _err.ToString(); } }
 

@@ -34,7 +34,10 @@ public static class ListenPlanner
     {
         foreach (var nic in NetworkInterface.GetAllNetworkInterfaces())
         {
-            if (nic.OperationalStatus != OperationalStatus.Up && nic.NetworkInterfaceType != NetworkInterfaceType.Loopback) continue;
+            // An interface switched off is passed over; one whose link is not up yet (a veth whose peer is still coming
+            // up, a cable not yet in) keeps its addresses: they can be bound now and work once the link is up, and an
+            // agent that skipped them would listen on loopback only until restarted.
+            if (nic.OperationalStatus is OperationalStatus.Down or OperationalStatus.NotPresent && nic.NetworkInterfaceType != NetworkInterfaceType.Loopback) continue;
             foreach (var u in nic.GetIPProperties().UnicastAddresses) yield return (nic.Name, u.Address);
         }
     }
