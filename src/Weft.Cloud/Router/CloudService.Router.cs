@@ -97,6 +97,7 @@ public sealed partial class CloudService
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == 413)
         {
+            await DrainAsync(ctx.Request, deadline.Token).ConfigureAwait(false);
             return await Answer(ctx, 413, $"body over the limit of {Options.Router.MaxBodyBytes} bytes", "too_large").ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!ctx.RequestAborted.IsCancellationRequested)
@@ -137,6 +138,25 @@ public sealed partial class CloudService
             return await Answer(ctx, 503, $"node {node} has no session on any replica", "offline").ConfigureAwait(false);
         }
         return await ForwardAsync(ctx, owner, raw, body, messageId, match.Route, match.SubPath + query, deadline, started, timeout).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Reads and drops what is left of a body found too large (at most another <c>MaxBodyBytes</c>, within the deadline),
+    /// so the client has sent it all and reads the 413: closing on unread data would reset the connection under it.
+    /// </summary>
+    private async Task DrainAsync(HttpRequest request, CancellationToken ct)
+    {
+        var buffer = new byte[16 * 1024];
+        long drained = 0;
+        try
+        {
+            int read;
+            while (drained < Options.Router.MaxBodyBytes && (read = await request.Body.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0) drained += read;
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or BadHttpRequestException)
+        {
+            // the client went away or the deadline passed: answer anyway
+        }
     }
 
     private async Task<byte[]> ReadBodyAsync(HttpRequest request, CancellationToken ct)
