@@ -79,6 +79,7 @@ internal abstract class PortRunner
                 Listening = true;
                 Error = null;
                 Log.Listening(Proxy.LogTo, Service.Label, Port.Name, Url);
+                Proxy.NotifyChanged();
             }
             catch (SocketException ex)
             {
@@ -105,6 +106,7 @@ internal abstract class PortRunner
             Listening = false;
             Unbind();
         }
+        Proxy.NotifyChanged();
     }
 
     protected abstract void Bind(IPEndPoint at);
@@ -165,6 +167,7 @@ internal abstract class PortRunner
                 Picker.Failed(endpoint);
                 tried.Add(endpoint);
                 Interlocked.Increment(ref Failures);
+                Proxy.NotifyChanged();
                 Proxy.Metrics.EndpointFailures.Add(1, new("service", Service.Label), new("path", Proxy.Upstreams.IsLocal(endpoint) ? "local" : "tunnel"));
                 var why = ex is OperationCanceledException ? $"no answer within {limits.ConnectTimeout.TotalSeconds:0.###} s" : ex.Message;
                 Log.EndpointFailed(Proxy.LogTo, Label, endpoint.ToString(), attempt, why);

@@ -218,6 +218,18 @@ public sealed class ServiceProxy : IAsyncDisposable
     {
         Interlocked.Decrement(ref service.Active);
         Interlocked.Decrement(ref _active);
+        NotifyChanged();
+    }
+
+    /// <summary>
+    /// Raised (on the thread that made it) after a listener starts or stops, an endpoint attempt fails, or a connection
+    /// ends: for whoever waits on the proxy's state (tests, status pushers) instead of polling it.
+    /// </summary>
+    public event Action? Changed;
+
+    internal void NotifyChanged()
+    {
+        try { Changed?.Invoke(); } catch (Exception) { /* a watcher's fault is not the proxy's */ }
     }
 
     internal bool EnterFlow(ServiceState service)

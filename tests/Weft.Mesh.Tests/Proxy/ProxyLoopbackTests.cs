@@ -215,8 +215,7 @@ public sealed class ProxyLoopbackTests(ITestOutputHelper output)
             using var s = await c;
             return await ExchangeAsync(s, 1000, 9);
         }).Unwrap();
-        var until = DateTime.UtcNow + ProxyScene.Deadline;
-        while (scene.Service("late").Ports[0].Failures == 0 && DateTime.UtcNow < until) await Task.Delay(5);
+        await scene.WaitAsync(() => scene.Service("late").Ports[0].Failures > 0, "a failed attempt on the late endpoint");
         Assert.Equal(1, scene.Service("late").Ports[0].Failures);
         // The endpoint comes up now, before the retry (ProxyLimits.RetryDelay, 250 ms, after the failure).
         using var listener = new TcpListener(IPAddress.Loopback, port);
@@ -275,8 +274,7 @@ public sealed class ProxyLoopbackTests(ITestOutputHelper output)
         });
         first.Dispose();
         // The slot comes back once the first connection's end has been seen.
-        var until = DateTime.UtcNow + ProxyScene.Deadline;
-        while (scene.Proxy.Active.Connections > 1 && DateTime.UtcNow < until) await Task.Delay(10);
+        await scene.WaitAsync(() => scene.Proxy.Active.Connections <= 1, "the first connection's end");
         using var fourth = await ConnectAsync(echo);
         await ExchangeAsync(fourth, 10, 4);
 
@@ -290,8 +288,7 @@ public sealed class ProxyLoopbackTests(ITestOutputHelper output)
         Assert.False(held.Listening);
         Assert.Contains("cannot listen", Assert.Single(scene.Proxy.Warnings()), StringComparison.Ordinal);
         holder.Close();
-        until = DateTime.UtcNow + ProxyLimits.ListenRetryInterval + ProxyScene.Deadline;
-        while (!scene.Service("held").Ports.Single(p => p.Name == "http").Listening && DateTime.UtcNow < until) await Task.Delay(50);
+        await scene.WaitAsync(() => scene.Service("held").Ports.Single(p => p.Name == "http").Listening, "the held port listening", ProxyLimits.ListenRetryInterval + ProxyScene.Deadline);
         using var http = Http();
         Assert.Equal("a-local", await http.GetStringAsync(scene.Service("held").Url));
     }

@@ -32,6 +32,27 @@ internal sealed class ProxyScene(Xunit.Abstractions.ITestOutputHelper? output = 
 
     public ServiceProxy Proxy => _caller!.Proxy!;
 
+    /// <summary>Waits until <paramref name="condition"/> holds, re-checking each time the proxy's state changes.</summary>
+    public async Task WaitAsync(Func<bool> condition, string what, TimeSpan? deadline = null)
+    {
+        using var changed = new SemaphoreSlim(0);
+        void On() => changed.Release();
+        Proxy.Changed += On; // before the first check, so no change is missed
+        try
+        {
+            var until = DateTime.UtcNow + (deadline ?? Deadline);
+            while (!condition())
+            {
+                var left = until - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero || !await changed.WaitAsync(left)) throw new TimeoutException($"{what} did not happen within {(deadline ?? Deadline).TotalSeconds:0} s");
+            }
+        }
+        finally
+        {
+            Proxy.Changed -= On;
+        }
+    }
+
     public MeshAgent this[string node] => node == "a" ? Caller : _mesh[node];
 
     /// <summary>Relay liveness that a loaded 2-core machine does not trip (LoopbackMesh's defaults are tuned for failover tests).</summary>
