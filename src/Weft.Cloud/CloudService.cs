@@ -78,6 +78,9 @@ public sealed partial class CloudService : IAsyncDisposable
     /// <summary>The nodes whose sessions this replica holds.</summary>
     public IReadOnlyCollection<string> OwnedNodes => _sessions.Keys.ToArray();
 
+    /// <summary>Raised (on the session's thread) when a node's session on this replica has ended, before its record is released.</summary>
+    public event Action<string>? SessionClosed;
+
     public string Name => Options.Replica.Name;
 
     public async Task StartAsync(CancellationToken ct)
@@ -221,6 +224,7 @@ public sealed partial class CloudService : IAsyncDisposable
             await run.ConfigureAwait(false);
             _sessions.TryRemove(new KeyValuePair<string, NodeSession>(node, session));
             Log.SessionClosed(_log, node, session.CloseReason);
+            try { SessionClosed?.Invoke(node); } catch (Exception) { /* a watcher's fault is not the hub's */ }
             try
             {
                 using var cts = new CancellationTokenSource(Options.Directory.RequestTimeout);

@@ -111,9 +111,16 @@ public sealed class RouterTests : IAsyncLifetime
     public async Task Known_but_offline_node_gets_503_and_a_dead_app_502()
     {
         var link = await _env.StartEdgeAsync(_env.EdgeOptions("node2", new Uri($"ws://{_cloud.Options.Hub.Listen}")));
-        await link.DisposeAsync();
-        using var cts = new CancellationTokenSource(InProcess.Deadline);
-        while (_cloud.OwnedNodes.Contains("node2")) await Task.Delay(20, cts.Token);
+        var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnClosed(string node) { if (node == "node2") closed.TrySetResult(); }
+        _cloud.SessionClosed += OnClosed;
+        try
+        {
+            await link.DisposeAsync();
+            if (_cloud.OwnedNodes.Contains("node2")) await closed.Task.WaitAsync(InProcess.Deadline);
+        }
+        finally { _cloud.SessionClosed -= OnClosed; }
+        Assert.DoesNotContain("node2", _cloud.OwnedNodes);
         var r = await _env.Http.GetAsync(Url("/node2/default/demo"));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, r.StatusCode);
         Assert.Contains("no session", await r.Content.ReadAsStringAsync(), StringComparison.Ordinal);

@@ -1,4 +1,5 @@
 using System.Net;
+using Weft.Cloud.Directory;
 
 namespace Weft.Cloud.Tests;
 
@@ -22,8 +23,16 @@ public sealed class SharedFolderTests : IAsyncLifetime
 
         var viaB = new Uri($"http://{b.Options.Router.Listen}/lan2-a/default/demo");
         using var cts = new CancellationTokenSource(InProcess.Deadline);
-        // b learns the owner by polling the shared folder (every 200 ms)
-        while (b.Directory.Lookup("lan2-a") is null) await Task.Delay(20, cts.Token);
+        // b learns the owner by polling the shared folder (every 200 ms), and says so
+        var learned = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnOwner(OwnerRecord o) { if (o.Node == "lan2-a") learned.TrySetResult(); }
+        b.Directory.OwnerChanged += OnOwner;
+        try
+        {
+            if (b.Directory.Lookup("lan2-a") is null) await learned.Task.WaitAsync(cts.Token);
+        }
+        finally { b.Directory.OwnerChanged -= OnOwner; }
+        Assert.NotNull(b.Directory.Lookup("lan2-a"));
         var r = await _env.Http.GetAsync(viaB, cts.Token);
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         Assert.Equal("lan2-a", await r.Content.ReadAsStringAsync(cts.Token));

@@ -69,7 +69,7 @@ public sealed class AdminServer : IAsyncDisposable
                 await Problem(c, 400, $"count must be 1..{MaxPingCount}, intervalMs 0..3600000, timeoutMs 1..{MaxPingTimeoutMs}").ConfigureAwait(false);
                 return;
             }
-            if (node != agent.NodeName && agent.Directory.Resolve(node) is null)
+            if (node != agent.NodeName && await agent.ResolveAsync(node, MeshAgent.ResolveWait, c.RequestAborted).ConfigureAwait(false) is null)
             {
                 await Problem(c, 404, $"unknown node '{node}': not found by discovery").ConfigureAwait(false);
                 return;

@@ -140,6 +140,33 @@ public sealed class MeshAgent : IAsyncDisposable
     /// <summary>EdgeMesh's node-name exchange (<c>/libp2p/tunnel-discovery/1.0.0</c>): names for the peers discovery finds.</summary>
     public Discovery.NodeNameExchange Exchange { get; }
 
+    /// <summary>How long a request for a node not known yet waits for the lookup it starts (<see cref="ResolveAsync"/>).</summary>
+    public static readonly TimeSpan ResolveWait = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// The peer of a node; when it is not known yet, a DHT rendezvous lookup is started at once (rather than at the next
+    /// timer round) and the name is waited for, at most <paramref name="wait"/>. Null if it is still unknown then.
+    /// </summary>
+    public async Task<PeerId?> ResolveAsync(string node, TimeSpan wait, CancellationToken ct)
+    {
+        if (Directory.Resolve(node) is { } known) return known;
+        var learned = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnLearned(Discovery.NodeNameLearned l) { if (l.NodeName == node) learned.TrySetResult(); }
+        Directory.Store.Learned += OnLearned; // before asking, so an answer is not missed
+        try
+        {
+            if (Directory.Resolve(node) is { } now) return now;
+            Rendezvous.LookNow();
+            try { await learned.Task.WaitAsync(wait, Host.Time, ct).ConfigureAwait(false); }
+            catch (TimeoutException) { }
+            return Directory.Resolve(node);
+        }
+        finally
+        {
+            Directory.Store.Learned -= OnLearned;
+        }
+    }
+
     /// <summary>LAN discovery by multicast DNS (service name = the rendezvous string), when enabled.</summary>
     public P2P.Mdns.MdnsService? Mdns { get; }
 
@@ -600,7 +627,7 @@ public sealed class MeshAgent : IAsyncDisposable
     /// </summary>
     public async Task<PingReply> PingNodeAsync(string node, int seq, CancellationToken ct)
     {
-        var peer = (node == NodeName ? Host.PeerId : Directory.Resolve(node)) ?? throw new KeyNotFoundException($"unknown node '{node}': not found by discovery");
+        var peer = (node == NodeName ? Host.PeerId : await ResolveAsync(node, ResolveWait, ct).ConfigureAwait(false)) ?? throw new KeyNotFoundException($"unknown node '{node}': not found by discovery");
         var started = Host.Time.GetTimestamp();
         try
         {

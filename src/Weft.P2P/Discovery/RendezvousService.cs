@@ -122,6 +122,25 @@ public sealed class RendezvousService : IPeerDiscovery, IAsyncDisposable
         _wake.Release();
     }
 
+    /// <summary>Shortest gap between lookups asked for with <see cref="LookNow"/>.</summary>
+    public static readonly TimeSpan MinLookNowGap = TimeSpan.FromSeconds(1);
+
+    private long _lastLookNow = long.MinValue / 2;
+
+    /// <summary>
+    /// Runs the next round now instead of at the timer (someone is looking for a peer this side does not know yet);
+    /// at most once per <see cref="MinLookNowGap"/>. True when a round was asked for.
+    /// </summary>
+    public bool LookNow()
+    {
+        var now = _host.Time.GetTimestamp();
+        var last = Interlocked.Read(ref _lastLookNow);
+        if (_host.Time.GetElapsedTime(last, now) < MinLookNowGap) return false;
+        if (Interlocked.CompareExchange(ref _lastLookNow, now, last) != last) return false;
+        _wake.Release();
+        return true;
+    }
+
     private void OnPeerAdded(PeerId _)
     {
         if (_dht.Table.Count == 1) _wake.Release(); // the first peer: no need to wait for the retry timer

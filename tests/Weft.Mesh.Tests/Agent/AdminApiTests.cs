@@ -29,7 +29,7 @@ public sealed class AdminApiTests
         Assert.StartsWith("not ready: ", await notReady.Content.ReadAsStringAsync(), StringComparison.Ordinal);
 
         await mesh.StartAsync("r1");
-        await LoopbackMesh.WaitRelays(a, AllReserved, "a reservation on r1");
+        await LoopbackMesh.WaitRelays(a, l => AllReserved(l) && l.All(x => x.Rtt is not null), "a reservation on r1 and its first RTT");
         var ready = await http.GetAsync("/readyz");
         Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
 
