@@ -181,12 +181,14 @@ public sealed class ClusterTests(Cluster cluster, ITestOutputHelper output)
         var link = cluster.StartEdge("events", mqtt: true);
         await Cluster.WaitAsync(link, x => x.Connected && x.MqttConnected);
         var received = new ConcurrentDictionary<string, int>();
+        using var arrivals = new Arrivals();
         await using var subscriber = new MqttClient(new MqttClientOptions { Broker = cluster.Mqtt.EndPoint, ClientId = "events-sub-" + Guid.NewGuid().ToString("N")[..6] }, NullLogger.Instance);
         var subscribed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         subscriber.Subscribed += () => subscribed.TrySetResult();
         subscriber.MessageReceived = m =>
         {
             received.AddOrUpdate(Encoding.UTF8.GetString(m.Payload.Span), 1, (_, n) => n + 1);
+            arrivals.Arrived();
             return Task.CompletedTask;
         };
         subscriber.Start();
@@ -240,8 +242,7 @@ public sealed class ClusterTests(Cluster cluster, ITestOutputHelper output)
 
         using (var cts = new CancellationTokenSource(Cluster.Deadline))
         {
-            while (delivered.Concat(queued).Any(id => !received.ContainsKey(id)))
-                await Task.Delay(50, cts.Token);
+            await arrivals.WaitUntilAsync(() => delivered.Concat(queued).All(received.ContainsKey), cts.Token);
         }
         var missing = delivered.Where(id => !received.ContainsKey(id)).ToList();
         Assert.Empty(missing);

@@ -88,10 +88,11 @@ public sealed class EdgeLinkTests : IAsyncLifetime
         var hub = new Uri($"ws://{cloud.Options.Hub.Listen}");
         var router = new Uri($"http://{cloud.Options.Router.Listen}");
         var received = new ConcurrentQueue<string>();
+        using var arrivals = new Arrivals();
         var sub = _env.Own(new MqttClient(new MqttClientOptions { Broker = broker.EndPoint, ClientId = "observer" }, NullLogger.Instance));
         var subscribed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         sub.Subscribed += () => subscribed.TrySetResult();
-        sub.MessageReceived = m => { received.Enqueue(m.Topic + "=" + Encoding.UTF8.GetString(m.Payload.Span)); return Task.CompletedTask; };
+        sub.MessageReceived = m => { received.Enqueue(m.Topic + "=" + Encoding.UTF8.GetString(m.Payload.Span)); arrivals.Arrived(); return Task.CompletedTask; };
         sub.Start();
         using var cts = new CancellationTokenSource(InProcess.Deadline);
         await sub.SubscribeAsync("cloud/events/#", cts.Token);
@@ -99,8 +100,15 @@ public sealed class EdgeLinkTests : IAsyncLifetime
 
         // the node must be known (connected once) before a message for it is accepted
         var first = await _env.StartEdgeAsync(_env.EdgeOptions("sensor", hub) with { MqttBroker = broker.EndPoint, MqttClientId = "edge-sensor" });
-        await first.DisposeAsync();
-        while (cloud.OwnedNodes.Contains("sensor")) await Task.Delay(20, cts.Token);
+        var gone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnClosed(string node) { if (node == "sensor") gone.TrySetResult(); }
+        cloud.SessionClosed += OnClosed;
+        try
+        {
+            await first.DisposeAsync();
+            if (cloud.OwnedNodes.Contains("sensor")) await gone.Task.WaitAsync(cts.Token);
+        }
+        finally { cloud.SessionClosed -= OnClosed; }
 
         async Task<(HttpStatusCode, JsonElement)> Post(string id, string body, string sub = "")
         {
@@ -116,7 +124,7 @@ public sealed class EdgeLinkTests : IAsyncLifetime
         Assert.Equal("queued", json.GetProperty("status").GetString());
 
         var link = await _env.StartEdgeAsync(_env.EdgeOptions("sensor", hub) with { MqttBroker = broker.EndPoint, MqttClientId = "edge-sensor" });
-        while (!received.Contains("cloud/events/room1=while away")) await Task.Delay(20, cts.Token);
+        await arrivals.WaitUntilAsync(() => received.Contains("cloud/events/room1=while away"), cts.Token);
 
         (code, json) = await Post("live-1", "hello");
         Assert.Equal(HttpStatusCode.OK, code);
@@ -125,10 +133,10 @@ public sealed class EdgeLinkTests : IAsyncLifetime
         (code, json) = await Post("live-1", "hello");
         Assert.Equal(HttpStatusCode.OK, code);
         Assert.True(json.GetProperty("duplicate").GetBoolean());
-        while (!received.Contains("cloud/events=hello")) await Task.Delay(20, cts.Token);
+        await arrivals.WaitUntilAsync(() => received.Contains("cloud/events=hello"), cts.Token);
         // a marker message proves the broker has passed on everything before it
         await Post("marker", "end");
-        while (!received.Contains("cloud/events=end")) await Task.Delay(20, cts.Token);
+        await arrivals.WaitUntilAsync(() => received.Contains("cloud/events=end"), cts.Token);
         Assert.Single(received, x => x == "cloud/events=hello");
         Assert.Single(received, x => x == "cloud/events/room1=while away");
 

@@ -69,6 +69,15 @@ public sealed class ResumeTests(ITestOutputHelper output)
         return (await accept, app);
     }
 
+    /// <summary>A resumable connection from <paramref name="a"/> to <paramref name="target"/> on node b, run over a socket pair: the application's end, and the run.</summary>
+    private static async Task<(ResumableConnection Connection, Socket App, Task Run)> RunToAsync(MeshAgent a, IPEndPoint target)
+    {
+        var c = await a.Resume!.OpenAsync(a.Directory.Resolve("b")!, "b", target, CancellationToken.None);
+        Assert.NotNull(c);
+        var (proxy, app) = await SocketPairAsync();
+        return (c, app, c.RunAsync(proxy, CancellationToken.None));
+    }
+
     private static byte Pattern(long i) => (byte)(i * 7 % 251);
 
     /// <summary>Writes <paramref name="total"/> pattern bytes and reads them back, checking each; calls <paramref name="midway"/> once after half.</summary>
@@ -125,18 +134,15 @@ public sealed class ResumeTests(ITestOutputHelper output)
         var (mesh, a, _) = await MeshAsync(TimeSpan.FromSeconds(20));
         await using var _m = mesh;
         using var echo = new EchoEndpoint();
-        var c = await a.Resume!.OpenAsync(a.Directory.Resolve("b")!, "b", echo.EndPoint, CancellationToken.None);
-        Assert.NotNull(c);
-        Assert.True(c!.IsRelayed); // first contact: through a relay
-        var relay = a.Relays.NameOf(c.Connection.Relay!)!;
-        var (proxy, app) = await SocketPairAsync();
+        var (c, app, run) = await RunToAsync(a, echo.EndPoint);
         using var _a = app;
-        var run = c.RunAsync(proxy, CancellationToken.None);
+        Assert.True(c.IsRelayed); // first contact: through a relay
+        var relay = a.Relays.NameOf(c.Connection.Relay!)!;
         const long total = 48L * 1024 * 1024;
         var got = await EchoThroughAsync(app, total, () => mesh.StopAsync(relay));
         Assert.Equal(total, got); // every byte back, in order, checked one by one, then a clean EOF
         await run.WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(0, a.Resume.Count);
+        Assert.Equal(0, a.Resume!.Count);
         Assert.True(a.Resume.Resumed + a.Resume.Moved >= 1, "the connection never left the dead relay's stream");
         output.WriteLine($"48 MiB echoed through the resumable tunnel; relay {relay} stopped halfway; the connection moved and finished cleanly");
     }
@@ -147,19 +153,16 @@ public sealed class ResumeTests(ITestOutputHelper output)
         var (mesh, a, b) = await MeshAsync(TimeSpan.FromSeconds(20));
         await using var _m = mesh;
         using var echo = new EchoEndpoint();
-        var peerB = a.Directory.Resolve("b")!;
-        var c = await a.Resume!.OpenAsync(peerB, "b", echo.EndPoint, CancellationToken.None);
-        Assert.True(c!.IsRelayed);
-        var (proxy, app) = await SocketPairAsync();
+        var (c, app, run) = await RunToAsync(a, echo.EndPoint);
         using var _a = app;
-        var run = c.RunAsync(proxy, CancellationToken.None);
+        Assert.True(c.IsRelayed);
         Weft.P2P.Host.Connection? direct = null;
         var moved = new TaskCompletionSource<Weft.P2P.Host.Connection>(TaskCreationOptions.RunContinuationsAsynchronously);
-        a.Resume.ConnectionMoved += conn => moved.TrySetResult(conn);
+        a.Resume!.ConnectionMoved += conn => moved.TrySetResult(conn);
         var got = await EchoThroughAsync(app, 32L * 1024 * 1024, async () =>
         {
             // A direct path appears (what a hole punch does): the connection moves to it while data flows.
-            direct = await a.Host.DialAsync(b.Host.ListenAddresses[0].WithPeerId(peerB));
+            direct = await a.Host.DialAsync(b.Host.ListenAddresses[0].WithPeerId(b.Host.PeerId));
             Assert.Same(direct, await moved.Task.WaitAsync(TimeSpan.FromSeconds(10)));
         });
         Assert.Equal(32L * 1024 * 1024, got);
@@ -176,10 +179,8 @@ public sealed class ResumeTests(ITestOutputHelper output)
         var (mesh, a, _) = await MeshAsync(TimeSpan.FromSeconds(20));
         await using var _m = mesh;
         using var echo = new EchoEndpoint();
-        var c = await a.Resume!.OpenAsync(a.Directory.Resolve("b")!, "b", echo.EndPoint, CancellationToken.None);
-        var (proxy, app) = await SocketPairAsync();
+        var (_, app, run) = await RunToAsync(a, echo.EndPoint);
         using var _a = app;
-        var run = c!.RunAsync(proxy, CancellationToken.None);
         await app.SendAsync(new byte[1000]);
         var buf = new byte[1000];
         var read = 0;
@@ -204,10 +205,8 @@ public sealed class ResumeTests(ITestOutputHelper output)
         var (mesh, a, _) = await MeshAsync(TimeSpan.FromSeconds(2));
         await using var _m = mesh;
         using var echo = new EchoEndpoint();
-        var c = await a.Resume!.OpenAsync(a.Directory.Resolve("b")!, "b", echo.EndPoint, CancellationToken.None);
-        var (proxy, app) = await SocketPairAsync();
+        var (_, app, run) = await RunToAsync(a, echo.EndPoint);
         using var _a = app;
-        var run = c!.RunAsync(proxy, CancellationToken.None);
         await mesh.StopAsync("b");
         var started = DateTime.UtcNow;
         var ex = await Assert.ThrowsAnyAsync<Exception>(() => run.WaitAsync(TimeSpan.FromSeconds(15)));
@@ -228,10 +227,8 @@ public sealed class ResumeTests(ITestOutputHelper output)
         await using var _m = mesh;
         using var echo = new EchoEndpoint();
         var peerB = a.Directory.Resolve("b")!;
-        var c = await a.Resume!.OpenAsync(peerB, "b", echo.EndPoint, CancellationToken.None);
-        var (proxy, app) = await SocketPairAsync();
+        var (c, app, run) = await RunToAsync(a, echo.EndPoint);
         using var _a = app;
-        var run = c!.RunAsync(proxy, CancellationToken.None);
         await app.SendAsync(new byte[100]);
 
         // Someone resumes the session claiming bytes that were never sent: b cannot resume it and resets it.
@@ -325,10 +322,8 @@ public sealed class ResumeTests(ITestOutputHelper output)
 
         // Everything else on b keeps serving: a real session from a works.
         using var echo = new EchoEndpoint();
-        var c = await a.Resume!.OpenAsync(peerB, "b", echo.EndPoint, CancellationToken.None);
-        var (proxy, client) = await SocketPairAsync();
+        var (_, client, run) = await RunToAsync(a, echo.EndPoint);
         using var _c = client;
-        var run = c!.RunAsync(proxy, CancellationToken.None);
         Assert.Equal(1L << 20, await EchoThroughAsync(client, 1L << 20, () => Task.CompletedTask));
         await run.WaitAsync(TimeSpan.FromSeconds(10));
     }
